@@ -1,0 +1,3 @@
+from meprop_cli.cli import main
+
+main()

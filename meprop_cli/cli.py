@@ -1,0 +1,102 @@
+"""meprop train | data (| table | plot): the command line. Thin: each command calls a plain function."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+USAGE = """usage: meprop COMMAND [ARGS]
+
+commands:
+  train   train a task with a method (Hydra overrides; `meprop train --help`)
+  data    fetch or check the datasets (`meprop data --help`)
+"""
+
+
+def config_dir() -> Path:
+    """conf/ shipped inside the package (regular install), else conf/ beside it (source or editable)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"meprop: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def train_command(argv: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import DictConfig
+
+    from meprop_cli.config import register_configs
+    from meprop_cli.errors import UserError
+    from meprop_cli.train import train
+
+    register_configs()
+    failed: list[str] = []
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    def app(cfg: DictConfig) -> float | None:
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        try:
+            record = train(cfg, run_dir)
+        except UserError as e:
+            if hydra_cfg.mode != RunMode.MULTIRUN:
+                fail(str(e))
+            print(f"meprop: error in {run_dir}: {e}", file=sys.stderr)
+            failed.append(str(run_dir))
+            return None
+        metric = next(iter(record["test"]), None)
+        score = record["test"].get(metric) if metric else None
+        print(f"{record['status']}: {record['task']} {record['method']} best epoch {record['best_epoch']} "
+              f"dev {record['dev']} test {record['test']} -> {run_dir}")
+        return score
+
+    sys.argv = ["meprop train", *argv]
+    app()
+    if failed:
+        fail(f"{len(failed)} job(s) of the sweep failed; their result.json says why: {', '.join(failed)}", 1)
+
+
+def data_command(argv: list[str]) -> None:
+    from meprop_cli.data import fetch
+    from meprop_cli.errors import DataError
+
+    parser = argparse.ArgumentParser(prog="meprop data", description="Fetch or check the datasets.")
+    parser.add_argument("action", choices=["fetch", "check"])
+    parser.add_argument("dataset", nargs="?", default="all", choices=[*fetch.DATASETS, "all"])
+    parser.add_argument("--root", default=os.environ.get("MEPROP_DATA", "data"),
+                        help="data root (default: $MEPROP_DATA or ./data)")
+    args = parser.parse_args(argv)
+    root = Path(args.root).expanduser()
+    if args.action == "check":
+        lines = fetch.check(root)
+        print("\n".join(lines))
+        if any(not line.startswith("ok") for line in lines):
+            sys.exit(1)
+        return
+    wanted = fetch.DATASETS if args.dataset == "all" else (args.dataset,)
+    try:
+        for name in wanted:
+            (fetch.fetch_mnist if name == "mnist" else fetch.fetch_ewt)(root)
+    except DataError as e:
+        fail(str(e))
+    print(f"data ready under {root.resolve()} (use data_root={root.resolve()} or MEPROP_DATA)")
+
+
+COMMANDS = {"train": train_command, "data": data_command}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}; use one of {', '.join(COMMANDS)} (`meprop --help`)")
+    COMMANDS[command](rest)

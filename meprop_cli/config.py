@@ -1,0 +1,130 @@
+"""Typed configuration schemas, registered in Hydra's ConfigStore, and the checks run before training.
+
+Every option has a type and a one-line meaning here; a wrong key or type fails when Hydra composes
+the config, and values that are well typed but inconsistent fail in validate() with one sentence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from meprop_cli.errors import ConfigError
+from meprop_cli.ops import MODES
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # registry key in meprop_cli.tasks
+    batch_size: int = 10  # training examples per update
+    eval_batch_size: int = 1000  # examples per forward pass when scoring dev/test
+    hidden: list[int] = field(default_factory=lambda: [500, 500])  # hidden layer sizes (depth = length)
+    activation: str = "relu"  # relu | tanh | sigmoid | cube
+    dropout: float = 0.0  # dropout after each hidden activation (0 = none)
+    topk: Optional[int] = 20  # the task's default k for hidden layers (top-level `topk` overrides)
+    topk_output: Optional[int] = None  # the task's default k for the output layer (null = full gradient)
+    adagrad_lr: float = 0.1  # AdaGrad learning rate of the papers for this task
+
+
+@dataclass
+class DigitsTaskConfig(TaskConfig):
+    name: str = "digits"
+    split_seed: int = 0  # fixed permutation that splits the 1,797 images into train/dev/test
+    dev_size: int = 300
+    test_size: int = 300
+
+
+@dataclass
+class MnistMlpTaskConfig(TaskConfig):
+    name: str = "mnist_mlp"
+    dev_size: int = 5000  # the first dev_size training images are the dev set (the papers' split)
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING  # baseline | meprop | meprop_unified | random | small
+    mode: Optional[str] = None  # meProp selection: topk | unified | random; null = full back propagation
+    hidden_is_k: bool = False  # small-hidden baseline: every hidden layer gets size topk, trained normally
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adagrad | sgd
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam
+    eps: float = 1e-8  # Adam 1e-8, AdaGrad 1e-6 (the papers)
+    momentum: float = 0.0  # SGD
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 20  # epochs over the training set
+    max_steps_per_epoch: Optional[int] = None  # cut each epoch short (smoke runs); null = whole epoch
+    eval_every_steps: int = 0  # also score dev every N updates (0 = only at epoch ends)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    progress: str = "auto"  # auto (bar on a terminal, log lines otherwise) | bar | log | none
+    log_every_steps: int = 1000  # with plain log lines: one line every N updates
+    checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder
+    resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    method: MethodConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 1  # seeds torch, numpy and python: a run is repeatable
+    topk: Optional[int] = None  # k of top-k for hidden layers (defaults to the task's)
+    topk_output: Optional[int] = None  # k for the output layer (defaults to the task's; ≥ outputs = full)
+    decay: float = 0.0  # run_grad momentum of the top-k selection (0 = plain top-k)
+    data_root: str = "data"  # folder holding mnist/ and ud-english-ewt/ (env MEPROP_DATA)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="task", name="base_digits", node=DigitsTaskConfig)
+    cs.store(group="task", name="base_mnist_mlp", node=MnistMlpTaskConfig)
+    cs.store(group="method", name="base_method", node=MethodConfig)
+    cs.store(group="optim", name="base_optim", node=OptimConfig)
+
+
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+PROGRESS = ("auto", "bar", "log", "none")
+
+
+def validate(cfg: Any) -> None:
+    """Reject values that type-check but cannot run, each with one sentence saying what to change."""
+    method = cfg.method
+    if method.mode is not None and method.mode not in MODES:
+        raise ConfigError(f"method.mode={method.mode} is unknown; use one of {', '.join(MODES)}")
+    needs_k = method.mode is not None or method.hidden_is_k
+    if needs_k:
+        if cfg.topk is None:
+            raise ConfigError(f"method={method.name} needs k: add topk=K (for example topk=20)")
+        if cfg.topk < 1:
+            raise ConfigError(f"topk={cfg.topk} must be a positive integer")
+        widest = max(cfg.task.hidden) if cfg.task.hidden else 0
+        if method.mode is not None and cfg.topk > widest:
+            raise ConfigError(f"topk={cfg.topk} is larger than the hidden layer ({widest} units); "
+                              f"use topk between 1 and {widest}")
+    if cfg.topk_output is not None and cfg.topk_output < 1:
+        raise ConfigError(f"topk_output={cfg.topk_output} must be a positive integer (or null for full gradient)")
+    if not 0.0 <= cfg.decay < 1.0:
+        raise ConfigError(f"decay={cfg.decay} must be in [0, 1): 0 is plain top-k")
+    if any(h < 1 for h in cfg.task.hidden):
+        raise ConfigError(f"task.hidden={list(cfg.task.hidden)} must hold positive sizes")
+    if cfg.task.batch_size < 1:
+        raise ConfigError(f"task.batch_size={cfg.task.batch_size} must be at least 1")
+    if not 0.0 <= cfg.task.dropout < 1.0:
+        raise ConfigError(f"task.dropout={cfg.task.dropout} must be in [0, 1)")
+    if cfg.optim.name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name={cfg.optim.name} is unknown; use one of {', '.join(OPTIMIZERS)}")
+    if cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1")
+    if cfg.trainer.progress not in PROGRESS:
+        raise ConfigError(f"trainer.progress={cfg.trainer.progress} is unknown; use one of {', '.join(PROGRESS)}")

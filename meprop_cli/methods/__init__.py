@@ -1,0 +1,55 @@
+"""How a method builds or hooks a model: which k each layer's backward keeps, and the hidden sizes.
+
+A task never asks which method runs: it builds its layers through Method.make_linear (or, for layers
+of its own such as an LSTM cell, Method.sparsity) and gets meProp, random-k or full backprop from that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from meprop_cli.nn.linear import MePropLinear
+from meprop_cli.ops import Sparsity
+
+ROLES = ("hidden", "output")
+
+
+@dataclass
+class Method:
+    name: str
+    mode: str | None  # None: full back propagation
+    hidden: list[int]  # the hidden sizes the model is built with
+    k: int | None  # k for hidden layers
+    k_output: int | None  # k for the output layer (None: full gradient)
+    decay: float = 0.0
+
+    def sparsity(self, role: str) -> Sparsity | None:
+        """The sparsification of a layer's output gradient for role "hidden" or "output"."""
+        if role not in ROLES:
+            raise ValueError(f"unknown layer role {role!r}; use one of {ROLES}")
+        k = self.k if role == "hidden" else self.k_output
+        if self.mode is None or k is None:
+            return None
+        return Sparsity(k, self.mode, self.decay)
+
+    def make_linear(self, in_features: int, out_features: int, role: str) -> nn.Module:
+        return MePropLinear(in_features, out_features, self.sparsity(role))
+
+
+def build_method(cfg: Any) -> Method:
+    """The Method of a validated run config (meprop_cli.config.validate has run)."""
+    method = cfg.method
+    hidden = [int(h) for h in cfg.task.hidden]
+    if method.hidden_is_k:
+        hidden = [int(cfg.topk)] * len(hidden)
+    uses_k = method.mode is not None
+    return Method(
+        name=method.name,
+        mode=method.mode,
+        hidden=hidden,
+        k=int(cfg.topk) if uses_k else None,
+        k_output=int(cfg.topk_output) if uses_k and cfg.topk_output is not None else None,
+        decay=float(cfg.decay),
+    )

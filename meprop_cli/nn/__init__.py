@@ -1,0 +1,5 @@
+"""Layers built on the meProp ops: linear (MLP) now; the LSTM cell and convolution build on the same ops."""
+from meprop_cli.nn.linear import MePropLinear
+from meprop_cli.nn.mlp import MLP
+
+__all__ = ["MePropLinear", "MLP"]

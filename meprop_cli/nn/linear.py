@@ -1,0 +1,44 @@
+"""A linear layer whose backward is meProp's (or exact, with sparsity=None), timed the same either way."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
+
+
+class MePropLinear(nn.Module):
+    """nn.Linear with the same initialisation; sparsity=None is full back propagation.
+
+    The baseline uses this class too (sparsity=None), so baseline and meProp backward times
+    are measured by the same timer around the same code.
+    """
+
+    def __init__(self, in_features: int, out_features: int, sparsity: Sparsity | None = None,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.sparsity = sparsity
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.state = SelectionState()  # run_grad across steps when sparsity.decay > 0
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as torch.nn.Linear
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.sparsity
+        if s is None or not self.training:
+            return meprop_linear(x, self.weight, self.bias, None)
+        return meprop_linear(x, self.weight, self.bias, s.k, s.mode, decay=s.decay, state=self.state)
+
+    def extra_repr(self) -> str:
+        s = self.sparsity
+        sparse = "full backprop" if s is None else f"k={s.k}, mode={s.mode}, decay={s.decay}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {sparse}"

@@ -1,0 +1,35 @@
+"""A multi-layer perceptron whose linear layers come from a method's layer factory."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+# make_linear(in_features, out_features, role) -> module, role "hidden" or "output"
+LinearFactory = Callable[[int, int, str], nn.Module]
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "cube": lambda y: y * y * y,  # Chen & Manning (2014)
+}
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int, hidden: list[int], out_features: int, make_linear: LinearFactory,
+                 activation: str = "relu", dropout: float = 0.0) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        sizes = [in_features, *hidden]
+        self.hidden = nn.ModuleList(make_linear(a, b, "hidden") for a, b in zip(sizes, sizes[1:]))
+        self.output = make_linear(sizes[-1], out_features, "output")
+        self.activation = ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = self.dropout(self.activation(layer(x)))
+        return self.output(x)
