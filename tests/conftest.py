@@ -1,0 +1,54 @@
+"""Shared fixtures: compose a run config as the CLI would, run the CLI in a subprocess, find real data."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from meprop_cli.cli import config_dir
+from meprop_cli.config import register_configs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def real_data_root() -> Path | None:
+    """The real datasets: $MEPROP_DATA, else ../shared/data beside the repository; None if absent."""
+    for candidate in (os.environ.get("MEPROP_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real data not found (set MEPROP_DATA)")
+    return root
+
+
+@pytest.fixture
+def make_cfg():
+    """make_cfg(["task=digits", ...]) -> the composed run config, exactly as `meprop train` builds it."""
+    register_configs()
+
+    def _compose(overrides: list[str] | None = None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides or [])
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_meprop(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `meprop ARGS` as a user would (python -m meprop_cli, from another working directory)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "meprop_cli", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
