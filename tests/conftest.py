@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -14,6 +15,11 @@ from meprop_cli.cli import config_dir
 from meprop_cli.config import register_configs
 
 REPO = Path(__file__).resolve().parent.parent
+
+# One thread: the tiny models of the tests gain nothing from more, and on a shared 2-core machine
+# torch's spinning worker threads make every small product slow.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def real_data_root() -> Path | None:

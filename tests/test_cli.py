@@ -1,0 +1,65 @@
+"""`meprop` end to end in subprocesses, as a user runs it from any working directory."""
+import json
+
+from conftest import run_meprop
+
+
+def test_train_on_digits_writes_a_run_folder(tmp_path):
+    out = tmp_path / "run"
+    proc = run_meprop(["train", "method=meprop", "topk=20", "trainer.max_epochs=2", f"hydra.run.dir={out}"],
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "completed" and result["task"] == "digits" and result["method"] == "meprop"
+    assert result["best_epoch"] in (1, 2) and 0.3 < result["test"]["accuracy"] <= 1.0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "completed: digits meprop" in proc.stdout
+
+
+def test_default_run_folder_is_under_runs_of_the_working_directory(tmp_path):
+    proc = run_meprop(["train", "trainer.max_epochs=1", "trainer.max_steps_per_epoch=3"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [result] = list((tmp_path / "runs" / "digits" / "baseline").glob("*/result.json"))
+    assert json.loads(result.read_text())["status"] == "completed"
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_meprop(["train", "-m", "method=meprop,random", "topk=5,10", "trainer.max_epochs=1",
+                       "trainer.max_steps_per_epoch=5", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folders = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    # Folder names say what the job changed; smoke-run switches (steps per epoch) are left out.
+    assert folders == [f"{i}_method={m},topk={k},trainer.max_epochs=1"
+                       for i, (m, k) in enumerate([("meprop", 5), ("meprop", 10), ("random", 5), ("random", 10)])]
+    ks = sorted(json.loads((sweep / f / "result.json").read_text())["k"] for f in folders)
+    assert ks == [5, 5, 10, 10]
+
+
+def test_user_errors_are_one_line_and_exit_non_zero(tmp_path):
+    proc = run_meprop(["train", "method=meprop", "topk=1000", f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("meprop: error: topk=1000 is larger than the hidden layer (100 units); "
+                                   "use topk between 1 and 100")
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["status"] == "failed" and "topk=1000" in result["error"]
+
+
+def test_missing_data_names_the_setting(tmp_path):
+    proc = run_meprop(["train", "task=mnist_mlp", f"data_root={tmp_path / 'nowhere'}",
+                       f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert "not found" in line and "data_root" in line and "MEPROP_DATA" in line and "meprop data fetch" in line
+
+
+def test_help_and_cfg_job_work(tmp_path):
+    proc = run_meprop(["train", "--help"], cwd=tmp_path)
+    assert proc.returncode == 0 and "meprop train" in proc.stdout and "topk" in proc.stdout
+    proc = run_meprop(["train", "--cfg", "job", "task=mnist_mlp", "method=meprop", "topk=20"], cwd=tmp_path)
+    assert proc.returncode == 0 and "name: mnist_mlp" in proc.stdout and "topk: 20" in proc.stdout
+
+
+def test_unknown_command_is_one_line(tmp_path):
+    proc = run_meprop(["trian"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("meprop: error: unknown command 'trian'")

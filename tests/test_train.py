@@ -1,0 +1,90 @@
+"""The trainer, called in process on the bundled digits: result contract, best-dev protocol, resume."""
+import json
+
+import pytest
+import torch
+
+from meprop_cli import results
+from meprop_cli.train import Run, train
+
+
+def test_result_json_follows_the_contract(make_cfg, tmp_path):
+    cfg = make_cfg(["method=meprop", "topk=20", "trainer.max_epochs=3", "trainer.progress=none"])
+    record = train(cfg, tmp_path)
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(record))
+    assert set(results.RESULT_KEYS) <= set(on_disk) and set(results.TIMING_KEYS) <= set(on_disk["timing"])
+    assert on_disk["status"] == "completed" and on_disk["error"] is None
+    assert (on_disk["task"], on_disk["method"], on_disk["k"], on_disk["k_output"]) == ("digits", "meprop", 20, 20)
+    assert on_disk["hidden"] == [100, 100] and on_disk["params"] == 64 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
+    assert 0.0 <= on_disk["test"]["accuracy"] <= 1.0 and on_disk["dev"]["accuracy"] > 0.5
+    t = on_disk["timing"]
+    assert 0 < t["linear_backward_s"] <= t["backward_s"] < t["total_s"] and t["forward_s"] > 0 and t["update_s"] > 0
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "best.pt").is_file()
+
+
+def test_test_score_comes_from_the_best_dev_epoch(make_cfg, tmp_path):
+    cfg = make_cfg(["trainer.max_epochs=4", "trainer.progress=none"])
+    record = train(cfg, tmp_path)
+    lines = results.read_metrics(tmp_path)
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
+    best = max(lines, key=lambda line: line["dev"]["accuracy"])  # the first of equals wins
+    assert record["best_epoch"] == best["epoch"] and record["dev"] == best["dev"]
+    checkpoint = torch.load(tmp_path / "best.pt", weights_only=False)
+    run = Run(cfg, tmp_path / "again")
+    run.setup()
+    run.model.load_state_dict(checkpoint["model"])
+    run.model.eval()
+    with torch.no_grad():
+        assert run.task.evaluate(run.model, "test") == record["test"]
+
+
+def test_same_seed_gives_the_same_run(make_cfg, tmp_path):
+    cfg = make_cfg(["method=random", "topk=10", "trainer.max_epochs=2", "trainer.progress=none", "seed=7"])
+    first, second = train(cfg, tmp_path / "a"), train(cfg, tmp_path / "b")
+    assert first["dev"] == second["dev"] and first["test"] == second["test"]
+
+
+def test_max_steps_per_epoch_cuts_epochs_short(make_cfg, tmp_path):
+    cfg = make_cfg(["trainer.max_epochs=2", "trainer.max_steps_per_epoch=7", "trainer.progress=none"])
+    train(cfg, tmp_path)
+    assert [line["step"] for line in results.read_metrics(tmp_path)] == [7, 14]
+
+
+def test_eval_every_steps_adds_dev_evaluations(make_cfg, tmp_path):
+    cfg = make_cfg(["trainer.max_epochs=1", "trainer.eval_every_steps=50", "trainer.progress=none"])
+    train(cfg, tmp_path)
+    steps = [line["step"] for line in results.read_metrics(tmp_path)]
+    assert steps == [50, 100, 120]  # 1,197 training images in batches of 10 = 120 updates
+
+
+def test_interrupted_run_keeps_its_best_and_resumes(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg(["trainer.max_epochs=3", "trainer.progress=none"])
+    full = train(cfg, tmp_path / "full")
+
+    original = Run.train_epoch
+
+    def interrupt_in_epoch_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        original(self, epoch)
+
+    monkeypatch.setattr(Run, "train_epoch", interrupt_in_epoch_3)
+    cut = train(cfg, tmp_path / "cut")
+    assert cut["status"] == "failed" and "interrupted during epoch 3" in cut["error"]
+    assert cut["epochs_run"] == 2 and cut["test"]  # best-so-far test score is not lost
+    monkeypatch.setattr(Run, "train_epoch", original)
+
+    resume_cfg = make_cfg(["trainer.max_epochs=3", "trainer.progress=none", "trainer.resume=true"])
+    resumed = train(resume_cfg, tmp_path / "cut")
+    assert resumed["status"] == "completed" and resumed["epochs_run"] == 3
+    assert resumed["dev"] == full["dev"] and resumed["test"] == full["test"]  # same as never interrupted
+    assert [line["epoch"] for line in results.read_metrics(tmp_path / "cut")] == [1, 2, 3]
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(make_cfg, tmp_path):
+    from meprop_cli.errors import UserError
+
+    with pytest.raises(UserError, match="does not exist"):
+        train(make_cfg(["trainer.resume=true"]), tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
