@@ -75,6 +75,10 @@ def bench_linear(args: argparse.Namespace) -> None:
                                                                           for label, _, _ in MODES) + " |")
     print("|---" * (6 + len(MODES)) + "|")
     for s in linear_settings(args.quick):
+        if args.only and not any(part.lower() in s["name"].lower() for part in args.only):
+            continue
+        if args.ks and s["name"].startswith("Table 7"):
+            s["ks"] = args.ks
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(s["batch"], s["n_in"], generator=gen).requires_grad_()
         w = torch.randn(s["n_out"], s["n_in"], generator=gen).requires_grad_()
@@ -254,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch (and kernel) threads")
     parser.add_argument("--kernels", choices=["auto", "torch"], default="auto",
                         help="torch: measure the pure-torch fallback instead of the compiled kernels")
+    parser.add_argument("--only", nargs="*", help="linear settings whose name contains one of these words")
+    parser.add_argument("--ks", nargs="*", type=int, help="k values of the Table 7 product (default 8 ... 512)")
     parser.add_argument("--quick", action="store_true", help="smaller shapes, for a smoke run in seconds")
     parser.add_argument("--tasks", nargs="*", help="whole-step tasks (default: all registered but digits, "
                                                    "and parse_synthetic)")
