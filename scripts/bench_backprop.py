@@ -39,7 +39,7 @@ from meprop_cli.tasks.base import Task
 # (label, meprop mode, sparse_grad): "topk, sparse dW" hands the weight gradient on as sparse rows, as
 # optim.sparse_update does; the others write a dense (out × in) gradient, whose size bounds their cost.
 MODES = (("topk", "topk", False), ("topk, sparse dW", "topk", True), ("unified", "unified", False),
-         ("random", "random", False))
+         ("unified, sparse dW", "unified", True), ("random", "random", False))
 
 
 # -- linear backward ------------------------------------------------------------------------------
@@ -69,11 +69,13 @@ def linear_settings(quick: bool) -> list[dict[str, Any]]:
 
 
 def bench_linear(args: argparse.Namespace) -> None:
+    modes = [m for m in MODES if not args.modes or m[0] in args.modes]
     print(f"## Linear backward (dx, dW, db) — kernels: {native.backend()}, threads: {torch.get_num_threads()}, "
-          f"median of {args.reps} after warm-up\n")
+          f"median of {args.reps} after warm-up (products over 1e9 multiply-adds: "
+          f"{max(1, min(3, args.reps // 3))})\n")
     print("| setting | batch | in → out | k | ideal n/k | dense ms | " + " | ".join(f"{label} ms (speedup)"
-                                                                          for label, _, _ in MODES) + " |")
-    print("|---" * (6 + len(MODES)) + "|")
+                                                                          for label, _, _ in modes) + " |")
+    print("|---" * (6 + len(modes)) + "|")
     for s in linear_settings(args.quick):
         if args.only and not any(part.lower() in s["name"].lower() for part in args.only):
             continue
@@ -84,7 +86,7 @@ def bench_linear(args: argparse.Namespace) -> None:
         w = torch.randn(s["n_out"], s["n_in"], generator=gen).requires_grad_()
         b = torch.randn(s["n_out"], generator=gen).requires_grad_()
         g = torch.randn(s["batch"], s["n_out"], generator=gen)
-        runs = [(None, "dense", "topk", False)] + [(k, *mode) for k in s["ks"] for mode in MODES]
+        runs = [(None, "dense", "topk", False)] + [(k, *mode) for k in s["ks"] for mode in modes]
         times: dict[tuple, list[float]] = {run[:2]: [] for run in runs}
         reps = args.reps if s["batch"] * s["n_in"] * s["n_out"] < 1e9 else max(1, min(3, args.reps // 3))
         # many calls per sample for tiny products
@@ -97,7 +99,7 @@ def bench_linear(args: argparse.Namespace) -> None:
         dense = statistics.median(times[(None, "dense")])
         for k in s["ks"]:
             cells = []
-            for label, _, _ in MODES:
+            for label, _, _ in modes:
                 t = statistics.median(times[(k, label)])
                 cells.append(f"{t * 1e3:.3f} ({dense / t:.1f}x)")
             print(f"| {s['name']} | {s['batch']} | {s['n_in']} → {s['n_out']} | {k} | {s['n_out'] / k:.0f} | "
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kernels", choices=["auto", "torch"], default="auto",
                         help="torch: measure the pure-torch fallback instead of the compiled kernels")
     parser.add_argument("--only", nargs="*", help="linear settings whose name contains one of these words")
+    parser.add_argument("--modes", nargs="*", help="linear columns to measure, by label (default: all)")
     parser.add_argument("--ks", nargs="*", type=int, help="k values of the Table 7 product (default 8 ... 512)")
     parser.add_argument("--quick", action="store_true", help="smaller shapes, for a smoke run in seconds")
     parser.add_argument("--tasks", nargs="*", help="whole-step tasks (default: all registered but digits, "

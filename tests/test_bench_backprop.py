@@ -30,7 +30,7 @@ def test_linear_table_has_every_setting_and_mode(bench, capsys):
     assert [r[3] for r in table7] == ["8", "32"]
     for r in rows:
         assert float(r[4]) == int(r[2].split("→")[1]) / int(r[3])  # ideal n/k
-        assert len(r) == 10 and all(cell.endswith("x)") for cell in r[6:])  # each mode: time (speedup)
+        assert len(r) == 11 and all(cell.endswith("x)") for cell in r[6:])  # each mode: time (speedup)
 
 
 def test_whole_step_compares_three_variants_on_the_parsing_shape(bench, capsys):
