@@ -57,6 +57,7 @@ class OptimConfig:
     eps: float = 1e-8  # Adam 1e-8, AdaGrad 1e-6 (the papers)
     momentum: float = 0.0  # SGD
     weight_decay: float = 0.0
+    sparse_update: bool = False  # update only the rows meProp gave gradient (lazy Adam/AdaGrad, optim.py)
 
 
 @dataclass

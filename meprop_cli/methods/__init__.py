@@ -24,6 +24,7 @@ class Method:
     k: int | None  # k for hidden layers
     k_output: int | None  # k for the output layer (None: full gradient)
     decay: float = 0.0
+    sparse_grad: bool = False  # meProp layers hand sparse row gradients to the row-sparse optimizer
 
     def sparsity(self, role: str) -> Sparsity | None:
         """The sparsification of a layer's output gradient for role "hidden" or "output"."""
@@ -32,7 +33,7 @@ class Method:
         k = self.k if role == "hidden" else self.k_output
         if self.mode is None or k is None:
             return None
-        return Sparsity(k, self.mode, self.decay)
+        return Sparsity(k, self.mode, self.decay, self.sparse_grad)
 
     def make_linear(self, in_features: int, out_features: int, role: str) -> nn.Module:
         return MePropLinear(in_features, out_features, self.sparsity(role))
@@ -52,4 +53,5 @@ def build_method(cfg: Any) -> Method:
         k=int(cfg.topk) if uses_k else None,
         k_output=int(cfg.topk_output) if uses_k and cfg.topk_output is not None else None,
         decay=float(cfg.decay),
+        sparse_grad=bool(cfg.optim.sparse_update),
     )

@@ -36,7 +36,8 @@ class MePropLinear(nn.Module):
         s = self.sparsity
         if s is None or not self.training:
             return meprop_linear(x, self.weight, self.bias, None)
-        return meprop_linear(x, self.weight, self.bias, s.k, s.mode, decay=s.decay, state=self.state)
+        return meprop_linear(x, self.weight, self.bias, s.k, s.mode, decay=s.decay, state=self.state,
+                             sparse_grad=s.sparse_grad)
 
     def extra_repr(self) -> str:
         s = self.sparsity

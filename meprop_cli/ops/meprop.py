@@ -17,6 +17,10 @@ Selection modes:
 
 With decay > 0 the top-k is chosen on run_grad = decay·run_grad + (1−decay)·|g| (meProp-CNN §3),
 kept across steps in a SelectionState; decay = 0 is plain top-k. k ≥ out_features is full backprop.
+
+The backward never forms the dense top_k(g): per example it works from the (rows, k) kept indices and
+values with the compiled kernels of ops/native.py (or their torch twins), unified from the (rows, k)
+columns g[:, idx]. sparsify() below is the reference formula (dense, masked) the tests compare with.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from meprop_cli.ops import native
 from meprop_cli.ops.timing import linear_backward_timer
 
 MODES = ("topk", "unified", "random")
@@ -37,6 +42,7 @@ class Sparsity:
     k: int
     mode: str = "topk"
     decay: float = 0.0
+    sparse_grad: bool = False  # weight/bias gradients as sparse rows, for the row-sparse optimizer
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -79,7 +85,10 @@ def topk_indices(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0
 
 def sparsify(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0,
              state: SelectionState | None = None) -> torch.Tensor:
-    """top_k(g) as a dense tensor with the unselected entries zeroed (g is 2-D: rows × features)."""
+    """top_k(g) as a dense tensor with the unselected entries zeroed (g is 2-D: rows × features).
+
+    The reference: top_k(g) W and top_k(g)ᵀ x with this dense matrix are what the kernels must equal.
+    """
     idx = topk_indices(g, k, mode, decay, state)
     if mode == "unified":
         mask = torch.zeros(g.shape[1], dtype=torch.bool, device=g.device)
@@ -88,11 +97,22 @@ def sparsify(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0,
     return torch.zeros_like(g).scatter_(1, idx, g.gather(1, idx))
 
 
+def _rows_gradient(rows: torch.Tensor, values: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """A gradient that is zero outside the given rows (ascending, unique), as a sparse COO tensor."""
+    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, size, is_coalesced=True, check_invariants=False)
+
+
 class MePropLinearFunction(torch.autograd.Function):
+    """The backward reads only the kept entries of g (ops/native.py: compiled kernels or their torch twins).
+
+    sparse_grad=True returns ∂L/∂W and ∂L/∂b as sparse row tensors holding only the rows that got
+    gradient, for the row-sparse optimizer (optim.sparse_update); otherwise they are dense.
+    """
+
     @staticmethod
-    def forward(ctx, x, weight, bias, k, mode, decay, state):
+    def forward(ctx, x, weight, bias, k, mode, decay, state, sparse_grad):
         ctx.save_for_backward(x, weight)
-        ctx.k, ctx.mode, ctx.decay, ctx.state = k, mode, decay, state
+        ctx.k, ctx.mode, ctx.decay, ctx.state, ctx.sparse_grad = k, mode, decay, state, sparse_grad
         ctx.has_bias = bias is not None
         return F.linear(x, weight, bias)
 
@@ -104,38 +124,66 @@ class MePropLinearFunction(torch.autograd.Function):
         g = grad_y.reshape(-1, out_features)
         x2 = x.reshape(-1, in_features)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and ctx.has_bias
         grad_x = grad_w = grad_b = None
 
-        if ctx.k is not None and ctx.k < out_features and ctx.mode == "unified":
-            # One index set for the batch: the products shrink to dense (rows × k) ones.
-            idx = topk_indices(g, ctx.k, "unified", ctx.decay, ctx.state)
-            g_k = g.index_select(1, idx)
-            if need_x:
-                grad_x = (g_k @ weight.index_select(0, idx)).reshape(x.shape)
-            if need_w:
-                grad_w = torch.zeros_like(weight).index_copy_(0, idx, g_k.t() @ x2)
-            if need_b and ctx.has_bias:
-                grad_b = torch.zeros(out_features, dtype=g.dtype, device=g.device).index_copy_(0, idx, g_k.sum(0))
-        else:
-            if ctx.k is not None and ctx.k < out_features:
-                g = sparsify(g, ctx.k, ctx.mode, ctx.decay, ctx.state)
+        if ctx.k is None or ctx.k >= out_features:  # full back propagation
             if need_x:
                 grad_x = (g @ weight).reshape(x.shape)
             if need_w:
                 grad_w = g.t() @ x2
-            if need_b and ctx.has_bias:
+            if need_b:
                 grad_b = g.sum(0)
+        elif ctx.mode == "unified":
+            # One index set for the batch: the products shrink to dense (rows × k) ones.
+            idx = topk_indices(g, ctx.k, "unified", ctx.decay, ctx.state).sort().values
+            g_k = g.index_select(1, idx)
+            if need_x:
+                grad_x = (g_k @ weight.index_select(0, idx)).reshape(x.shape)
+            if need_w:
+                rows_w = g_k.t() @ x2
+                grad_w = (_rows_gradient(idx, rows_w, weight.shape) if ctx.sparse_grad
+                          else weight.new_zeros(weight.shape).index_copy_(0, idx, rows_w))
+            if need_b:
+                rows_b = g_k.sum(0)
+                grad_b = (_rows_gradient(idx, rows_b, (out_features,)) if ctx.sparse_grad
+                          else g.new_zeros(out_features).index_copy_(0, idx, rows_b))
+        else:
+            # Per example: each row keeps its own k entries; the kernels read only those (idx, val).
+            if ctx.mode == "random":
+                score = torch.rand(g.shape, device=g.device)  # the same draw as topk_indices(mode="random")
+            elif ctx.decay > 0.0:
+                score = ctx.state.score(g.abs(), ctx.decay)
+            else:
+                score = None  # |g| itself, taken inside the selection
+            idx, val = native.select_topk(g, ctx.k, score)
+            if need_x:
+                grad_x = native.grad_input(idx, val, weight).reshape(x.shape)
+            if ctx.sparse_grad and (need_w or need_b):
+                rows, pos = native.touched_rows(idx, out_features)
+                if need_w:
+                    grad_w = _rows_gradient(rows, native.grad_weight(idx, val, x2, out_features, rows, pos),
+                                            weight.shape)
+                if need_b:
+                    grad_b = _rows_gradient(rows, native.grad_bias(idx, val, out_features, rows, pos),
+                                            (out_features,))
+            else:
+                if need_w:
+                    grad_w = native.grad_weight(idx, val, x2, out_features)
+                if need_b:
+                    grad_b = native.grad_bias(idx, val, out_features)
         linear_backward_timer.add_since(start)
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
 def meprop_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   k: int | None = None, mode: str = "topk", *, decay: float = 0.0,
-                  state: SelectionState | None = None) -> torch.Tensor:
+                  state: SelectionState | None = None, sparse_grad: bool = False) -> torch.Tensor:
     """F.linear(x, weight, bias) whose backward keeps only k entries of ∂L/∂y per example (see module doc).
 
     x may have any number of leading dimensions; each row of the flattened (-1, out_features)
     gradient is one example. k=None or k ≥ out_features gives exact full back propagation.
+    sparse_grad=True makes the weight and bias gradients sparse row tensors (for optim.sparse_update).
     """
     if mode not in MODES:
         raise ValueError(f"unknown meProp mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -143,4 +191,4 @@ def meprop_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         raise ValueError(f"k must be at least 1, got {k}")
     if decay > 0.0 and state is None:
         state = SelectionState()  # a one-off call: run_grad starts from this step's |g|
-    return MePropLinearFunction.apply(x, weight, bias, k, mode, decay, state)
+    return MePropLinearFunction.apply(x, weight, bias, k, mode, decay, state, sparse_grad)

@@ -1,0 +1,330 @@
+/* meProp's sparse backward and row-sparse optimizer updates on the CPU (float32, row-major, int64 indices).
+ *
+ * Built on first use by meprop_cli/ops/native.py with the system C compiler (plain C + pthreads, no
+ * torch headers, so it compiles in about a second) and called through ctypes; native.py holds the
+ * pure-torch equivalent of every function here, used when no compiler is available.
+ *
+ * Shapes: g, score (B, n): the output gradient and the selection score; idx, val (B, k): the k kept
+ * entries of each row; W (n, m): the weight; x (B, m): the layer input.
+ *
+ *   dx[b]  = sum_j val[b,j] * W[idx[b,j]]            (= top_k(g) W)
+ *   dW[o] += val[b,j] * x[b]   for every idx[b,j] = o  (= top_k(g)^T x)
+ *
+ * Both products are axpy loops over columns, blocked so that the column block of W (or dW) for all
+ * n rows stays in the core's L2 cache while the examples stream through it.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_THREADS 64
+
+/* ---- a minimal fork-join over pthreads (no OpenMP: torch bundles its own runtime) ---------------- */
+
+typedef void (*work_fn)(void *ctx, int tid, int nthreads);
+typedef struct { work_fn fn; void *ctx; int tid, nthreads; } job_t;
+
+static void *job_main(void *arg) {
+    job_t *job = (job_t *)arg;
+    job->fn(job->ctx, job->tid, job->nthreads);
+    return NULL;
+}
+
+static void parallel_run(int nthreads, work_fn fn, void *ctx) {
+    if (nthreads <= 1) { fn(ctx, 0, 1); return; }
+    if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+    pthread_t threads[MAX_THREADS];
+    job_t jobs[MAX_THREADS];
+    int started[MAX_THREADS];
+    for (int t = 1; t < nthreads; t++) {
+        jobs[t] = (job_t){fn, ctx, t, nthreads};
+        started[t] = pthread_create(&threads[t], NULL, job_main, &jobs[t]) == 0;
+    }
+    fn(ctx, 0, nthreads);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t]) pthread_join(threads[t], NULL);
+        else fn(ctx, t, nthreads); /* could not start a thread: do its share here */
+    }
+}
+
+/* 8 floats; aligned(4) lets it load from any float address. The compiler's auto-vectorizer left these
+ * loops scalar (aliasing checks), so they are written with GCC/Clang vector extensions. */
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+#define STRIP 64 /* floats of dx accumulated in registers at a time: 8 vectors */
+
+/* y[0..w) += a * x[0..w) */
+static inline void axpy(float *restrict y, const float *restrict x, float a, int64_t w) {
+    int64_t i = 0;
+    for (; i + 8 <= w; i += 8) *(v8f *)(y + i) += a * *(const v8f *)(x + i);
+    for (; i < w; i++) y[i] += a * x[i];
+}
+
+/* ---- per-example top-k selection --------------------------------------------------------------- */
+
+/* Entry a beats entry b when its score is larger, or equal with a smaller index: a strict total order,
+ * so the kept set is deterministic (ties go to the lower index). */
+static inline int beats(float sa, int64_t ia, float sb, int64_t ib) {
+    return sa > sb || (sa == sb && ia < ib);
+}
+
+static inline void swap_entry(float *v, int64_t *ix, int64_t a, int64_t b) {
+    float t = v[a]; v[a] = v[b]; v[b] = t;
+    int64_t u = ix[a]; ix[a] = ix[b]; ix[b] = u;
+}
+
+/* Reorder v, ix [0, len) so that the first k entries are the k that beat all others (quickselect). */
+static void keep_best(float *v, int64_t *ix, int64_t len, int64_t k) {
+    int64_t lo = 0, hi = len - 1;
+    while (lo < hi) {
+        swap_entry(v, ix, lo + (hi - lo) / 2, hi);
+        const float pv = v[hi];
+        const int64_t pi = ix[hi];
+        int64_t store = lo;
+        for (int64_t j = lo; j < hi; j++)
+            if (beats(v[j], ix[j], pv, pi)) { swap_entry(v, ix, j, store); store++; }
+        swap_entry(v, ix, store, hi);
+        if (store == k - 1) return;
+        if (store > k - 1) hi = store - 1; else lo = store + 1;
+    }
+}
+
+static int cmp_int64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    const float *score, *g; int use_abs; int64_t B, n, k; int64_t *idx; float *val;
+} select_ctx;
+
+/* Per row: candidates that beat the current k-th best are appended (branch-free) to a buffer of 2k;
+ * a full buffer is cut back to its best k by quickselect, which raises the threshold. */
+static void select_work(void *arg, int tid, int nthreads) {
+    select_ctx *c = (select_ctx *)arg;
+    const int64_t k = c->k, n = c->n, cap = 2 * c->k;
+    float *bv = (float *)malloc(sizeof(float) * (cap + 1));
+    int64_t *bi = (int64_t *)malloc(sizeof(int64_t) * (cap + 1));
+    for (int64_t b = c->B * tid / nthreads; b < c->B * (tid + 1) / nthreads; b++) {
+        const float *s = c->score + b * n;
+        float threshold = -INFINITY; /* entries equal to it come later than the kept ones: they lose */
+        int64_t count = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float v = c->use_abs ? fabsf(s[i]) : s[i];
+            bv[count] = v;
+            bi[count] = i;
+            count += v > threshold || count < k;
+            if (count == cap) {
+                keep_best(bv, bi, count, k);
+                count = k;
+                threshold = bv[0];
+                for (int64_t j = 1; j < k; j++) if (bv[j] < threshold) threshold = bv[j];
+            }
+        }
+        if (count > k) keep_best(bv, bi, count, k);
+        int64_t *out = c->idx + b * k;
+        memcpy(out, bi, sizeof(int64_t) * k);
+        /* ascending indices: rows of W and dW are then visited in memory order */
+        if (k <= 32) {
+            for (int64_t i = 1; i < k; i++) {
+                int64_t key = out[i], j = i - 1;
+                while (j >= 0 && out[j] > key) { out[j + 1] = out[j]; j--; }
+                out[j + 1] = key;
+            }
+        } else {
+            qsort(out, (size_t)k, sizeof(int64_t), cmp_int64);
+        }
+        const float *g = c->g + b * n;
+        for (int64_t j = 0; j < k; j++) c->val[b * k + j] = g[out[j]];
+    }
+    free(bv); free(bi);
+}
+
+/* idx, val (B, k) <- the k entries of each row of score (|score| if use_abs) and g at those entries. */
+void meprop_select_topk(const float *score, int use_abs, const float *g, int64_t B, int64_t n, int64_t k,
+                        int64_t *idx, float *val, int nthreads) {
+    select_ctx c = {score, g, use_abs, B, n, k, idx, val};
+    if (B < 2 * nthreads) nthreads = 1;
+    parallel_run(nthreads, select_work, &c);
+}
+
+/* ---- dx = top_k(g) W -------------------------------------------------------------------------- */
+
+typedef struct {
+    const float *val; const int64_t *idx; const float *W; int64_t B, k, m; float *dx; int64_t block_rows, next;
+} input_ctx;
+
+static void input_work(void *arg, int tid, int nthreads) {
+    (void)tid; (void)nthreads;
+    input_ctx *c = (input_ctx *)arg;
+    const int64_t k = c->k, m = c->m;
+    for (;;) {
+        const int64_t b0 = __atomic_fetch_add(&c->next, c->block_rows, __ATOMIC_RELAXED);
+        if (b0 >= c->B) return;
+        const int64_t b1 = b0 + c->block_rows < c->B ? b0 + c->block_rows : c->B;
+        for (int64_t b = b0; b < b1; b++) {
+            float *out = c->dx + b * m;
+            const float *v = c->val + b * k;
+            const int64_t *ix = c->idx + b * k;
+            int64_t i = 0;
+            for (; i + STRIP <= m; i += STRIP) { /* STRIP / 8 accumulators in registers over the k rows */
+                v8f a[STRIP / 8] = {{0}};
+                for (int64_t j = 0; j < k; j++) {
+                    const float *wr = c->W + ix[j] * m + i;
+                    const float vj = v[j];
+                    for (int q = 0; q < STRIP / 8; q++) a[q] += vj * *(const v8f *)(wr + 8 * q);
+                }
+                for (int q = 0; q < STRIP / 8; q++) *(v8f *)(out + i + 8 * q) = a[q];
+            }
+            if (i < m) {
+                memset(out + i, 0, sizeof(float) * (m - i));
+                for (int64_t j = 0; j < k; j++) axpy(out + i, c->W + ix[j] * m + i, v[j], m - i);
+            }
+        }
+    }
+}
+
+void meprop_grad_input(const float *val, const int64_t *idx, const float *W, int64_t B, int64_t k, int64_t n,
+                       int64_t m, float *dx, int nthreads) {
+    (void)n;
+    const int64_t rows = B / (4 * (nthreads > 0 ? nthreads : 1));
+    input_ctx c = {val, idx, W, B, k, m, dx, rows < 16 ? 16 : rows, 0};
+    if (B * k * m < (1 << 20)) nthreads = 1; /* small products: starting threads costs more than it saves */
+    parallel_run(nthreads, input_work, &c);
+}
+
+/* ---- dW = top_k(g)^T x, dense (pos == NULL: out is n x m) or on the touched rows (out is r x m) ----
+ *
+ * Examples are taken in blocks; within a block the entries are sorted by output row (counting sort),
+ * so each row of dW sums all its entries of the block in registers and is written once per block.
+ * A block of x (WEIGHT_BLOCK_ROWS x WEIGHT_STRIP floats) stays in L2 while the rows are summed.
+ * Each thread owns a range of columns: no two threads write the same element.
+ */
+#define WEIGHT_STRIP 64
+#define WEIGHT_BLOCK_ROWS 1024
+
+typedef struct {
+    const float *val; const int64_t *idx; const float *x; int64_t B, k, m; const int64_t *pos; int64_t r;
+    float *out;
+} weight_ctx;
+
+static void weight_work(void *arg, int tid, int nthreads) {
+    weight_ctx *c = (weight_ctx *)arg;
+    const int64_t k = c->k, m = c->m, r = c->r;
+    const int64_t strips = (m + 7) / 8;
+    const int64_t col0 = 8 * (strips * tid / nthreads), col1 = 8 * (strips * (tid + 1) / nthreads) < m
+                                                              ? 8 * (strips * (tid + 1) / nthreads) : m;
+    if (col0 >= col1) return;
+    for (int64_t row = 0; row < r; row++) memset(c->out + row * m + col0, 0, sizeof(float) * (col1 - col0));
+    int64_t *start = (int64_t *)malloc(sizeof(int64_t) * (r + 1));
+    int64_t *ex = (int64_t *)malloc(sizeof(int64_t) * WEIGHT_BLOCK_ROWS * k);
+    float *ev = (float *)malloc(sizeof(float) * WEIGHT_BLOCK_ROWS * k);
+    for (int64_t b0 = 0; b0 < c->B; b0 += WEIGHT_BLOCK_ROWS) {
+        const int64_t b1 = b0 + WEIGHT_BLOCK_ROWS < c->B ? b0 + WEIGHT_BLOCK_ROWS : c->B;
+        /* counting sort of the block's entries by output row */
+        memset(start, 0, sizeof(int64_t) * (r + 1));
+        for (int64_t e = b0 * k; e < b1 * k; e++) start[(c->pos ? c->pos[c->idx[e]] : c->idx[e]) + 1]++;
+        for (int64_t row = 0; row < r; row++) start[row + 1] += start[row];
+        for (int64_t e = b0 * k; e < b1 * k; e++) {
+            const int64_t row = c->pos ? c->pos[c->idx[e]] : c->idx[e];
+            const int64_t at = start[row]++;
+            ex[at] = e / k;
+            ev[at] = c->val[e];
+        }
+        for (int64_t row = r; row > 0; row--) start[row] = start[row - 1]; /* back to the row starts */
+        start[0] = 0;
+        for (int64_t i = col0; i < col1; i += WEIGHT_STRIP) {
+            const int64_t w = i + WEIGHT_STRIP <= col1 ? WEIGHT_STRIP : col1 - i;
+            for (int64_t row = 0; row < r; row++) {
+                const int64_t e0 = start[row], e1 = start[row + 1];
+                if (e0 == e1) continue;
+                float *dst = c->out + row * m + i;
+                if (w == WEIGHT_STRIP) {
+                    v8f a[8] = {{0}};
+                    for (int64_t e = e0; e < e1; e++) {
+                        const float *xr = c->x + ex[e] * m + i;
+                        const float v = ev[e];
+                        for (int q = 0; q < 8; q++) a[q] += v * *(const v8f *)(xr + 8 * q);
+                    }
+                    for (int q = 0; q < 8; q++) *(v8f *)(dst + 8 * q) += a[q];
+                } else {
+                    for (int64_t e = e0; e < e1; e++) axpy(dst, c->x + ex[e] * m + i, ev[e], w);
+                }
+            }
+        }
+    }
+    free(start); free(ex); free(ev);
+}
+
+void meprop_grad_weight(const float *val, const int64_t *idx, const float *x, int64_t B, int64_t k, int64_t m,
+                        const int64_t *pos, int64_t r, float *out, int nthreads) {
+    weight_ctx c = {val, idx, x, B, k, m, pos, r, out};
+    if (B * k * m < (1 << 20) || m < 16 * nthreads) nthreads = 1;
+    parallel_run(nthreads, weight_work, &c);
+}
+
+/* db[o] = sum of val over the entries with idx = o (out has n entries, or r with pos). */
+void meprop_grad_bias(const float *val, const int64_t *idx, int64_t count, const int64_t *pos, int64_t r,
+                      float *out) {
+    memset(out, 0, sizeof(float) * r);
+    for (int64_t e = 0; e < count; e++) out[pos ? pos[idx[e]] : idx[e]] += val[e];
+}
+
+/* The rows that received gradient: rows[0..r) ascending, pos[o] = place of row o in rows (or -1).
+ * Returns r. pos has n entries, rows room for n. */
+int64_t meprop_row_map(const int64_t *idx, int64_t count, int64_t n, int64_t *pos, int64_t *rows) {
+    for (int64_t o = 0; o < n; o++) pos[o] = -1;
+    for (int64_t e = 0; e < count; e++) pos[idx[e]] = 0;
+    int64_t r = 0;
+    for (int64_t o = 0; o < n; o++) if (pos[o] == 0) { pos[o] = r; rows[r++] = o; }
+    return r;
+}
+
+/* ---- row-sparse optimizer updates: only the listed rows (rows == NULL: all r rows) ------------------- */
+
+typedef struct {
+    float *p, *s1, *s2; const float *g; const int64_t *rows; int64_t r, cols;
+    float lr, beta1, beta2, eps, wd, bc1, bc2_sqrt; int adam;
+} update_ctx;
+
+static void update_work(void *arg, int tid, int nthreads) {
+    update_ctx *c = (update_ctx *)arg;
+    const int64_t cols = c->cols;
+    for (int64_t i = c->r * tid / nthreads; i < c->r * (tid + 1) / nthreads; i++) {
+        const int64_t row = c->rows ? c->rows[i] : i;
+        float *restrict p = c->p + row * cols, *restrict s1 = c->s1 + row * cols;
+        const float *restrict g = c->g + i * cols;
+        if (c->adam) { /* torch.optim.Adam */
+            float *restrict s2 = c->s2 + row * cols;
+            const float step = c->lr / c->bc1;
+            for (int64_t j = 0; j < cols; j++) {
+                const float gj = g[j] + c->wd * p[j];
+                s1[j] += (1.0f - c->beta1) * (gj - s1[j]);
+                s2[j] = c->beta2 * s2[j] + (1.0f - c->beta2) * gj * gj;
+                p[j] -= step * s1[j] / (sqrtf(s2[j]) / c->bc2_sqrt + c->eps);
+            }
+        } else { /* torch.optim.Adagrad, lr_decay 0 */
+            for (int64_t j = 0; j < cols; j++) {
+                const float gj = g[j] + c->wd * p[j];
+                s1[j] += gj * gj;
+                p[j] -= c->lr * gj / (sqrtf(s1[j]) + c->eps);
+            }
+        }
+    }
+}
+
+void meprop_adam_rows(float *p, float *exp_avg, float *exp_avg_sq, const float *g, const int64_t *rows, int64_t r,
+                      int64_t cols, float lr, float beta1, float beta2, float eps, float wd, float bc1,
+                      float bc2_sqrt, int nthreads) {
+    update_ctx c = {p, exp_avg, exp_avg_sq, g, rows, r, cols, lr, beta1, beta2, eps, wd, bc1, bc2_sqrt, 1};
+    if (r * cols < (1 << 18) || r < 2 * nthreads) nthreads = 1;
+    parallel_run(nthreads, update_work, &c);
+}
+
+void meprop_adagrad_rows(float *p, float *sum, const float *g, const int64_t *rows, int64_t r, int64_t cols,
+                         float lr, float eps, float wd, int nthreads) {
+    update_ctx c = {p, sum, NULL, g, rows, r, cols, lr, 0.0f, 0.0f, eps, wd, 1.0f, 1.0f, 0};
+    if (r * cols < (1 << 18) || r < 2 * nthreads) nthreads = 1;
+    parallel_run(nthreads, update_work, &c);
+}

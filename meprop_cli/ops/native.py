@@ -1,0 +1,263 @@
+"""The compiled meProp kernels (kernels.c), built on first use, with a pure-torch twin for each.
+
+kernels.c is plain C with pthreads: it compiles in about a second with the system's C compiler into
+a cache folder and is called through ctypes. When no compiler works, or MEPROP_KERNELS=torch, every
+function here runs its torch twin instead: same results, only slower. Only float32 tensors on the CPU
+go to C; anything else takes the torch path.
+
+    MEPROP_KERNELS      "auto" (default: C if it builds, else torch) | "torch" (never C)
+    MEPROP_KERNEL_DIR   where the built library is kept (default ~/.cache/meprop-cli)
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("meprop")
+
+SOURCE = Path(__file__).with_name("kernels.c")
+# Tried in order: the first that compiles is used (no -march=native on compilers that reject it).
+FLAG_SETS = (["-O3", "-march=native", "-fno-math-errno"], ["-O3"])
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on, so a library built on another CPU is never loaded."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("MEPROP_KERNEL_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "meprop-cli"
+
+
+def _build() -> ctypes.CDLL | None:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.warning("no C compiler found: meProp backward uses the slower pure-torch path")
+        return None
+    source = SOURCE.read_bytes()
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(source + " ".join([compiler, *flags]).encode() + _cpu_signature().encode()).hexdigest()
+        for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "meprop-cli"):
+            target = folder / f"meprop_kernels_{key[:16]}.so"
+            try:
+                if not target.exists():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    # build beside the target and rename: concurrent first uses never see half a file
+                    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+                    os.close(fd)
+                    done = subprocess.run([compiler, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lpthread",
+                                           "-lm"], capture_output=True, text=True, timeout=300)
+                    if done.returncode != 0:
+                        os.unlink(tmp)
+                        log.debug("building %s with %s failed: %s", SOURCE.name, flags, done.stderr.strip())
+                        break  # next flag set
+                    os.replace(tmp, target)
+                return _declare(ctypes.CDLL(str(target)))
+            except OSError as e:  # unwritable cache folder, or a library that does not load: try the next
+                log.debug("meProp kernels in %s: %s", folder, e)
+    log.warning("could not build %s: meProp backward uses the slower pure-torch path", SOURCE.name)
+    return None
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    signatures = {
+        "meprop_select_topk": [p, i32, p, i64, i64, i64, p, p, i32],
+        "meprop_grad_input": [p, p, p, i64, i64, i64, i64, p, i32],
+        "meprop_grad_weight": [p, p, p, i64, i64, i64, p, i64, p, i32],
+        "meprop_grad_bias": [p, p, i64, p, i64, p],
+        "meprop_row_map": [p, i64, i64, p, p],
+        "meprop_adam_rows": [p, p, p, p, p, i64, i64, f32, f32, f32, f32, f32, f32, f32, i32],
+        "meprop_adagrad_rows": [p, p, p, p, i64, i64, f32, f32, f32, i32],
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = i64 if name == "meprop_row_map" else None
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The built kernels, or None when the torch path is in use (MEPROP_KERNELS=torch, no compiler)."""
+    global _lib, _tried
+    if os.environ.get("MEPROP_KERNELS", "auto") == "torch":
+        return None
+    if not _tried:
+        _tried = True
+        _lib = _build()
+    return _lib
+
+
+def backend() -> str:
+    """"c" or "torch": which implementation the functions below run."""
+    return "c" if library() is not None else "torch"
+
+
+def _c(*tensors: torch.Tensor) -> ctypes.CDLL | None:
+    """The library if every tensor can go to C (float32 / int64, contiguous, on the CPU)."""
+    lib = library()
+    if lib is None:
+        return None
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.int64) or not t.is_contiguous():
+            return None
+    return lib
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+# -- selection ------------------------------------------------------------------------------------
+
+def select_topk(g: torch.Tensor, k: int, score: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the k entries of largest |g| (or largest score): (idx, g at idx), both (rows, k).
+
+    C keeps ties deterministic (the lower index wins) and returns each row's indices ascending; the
+    torch twin uses torch.topk, whose order and tie-breaking are its own.
+    """
+    g = g.contiguous()
+    source = g if score is None else score.contiguous()
+    lib = _c(g, source)
+    if lib is None or g.dtype != torch.float32 or source.dtype != torch.float32:
+        idx = (g.abs() if score is None else source).topk(k, dim=1, sorted=False).indices
+        return idx, g.gather(1, idx)
+    rows, n = g.shape
+    idx = torch.empty(rows, k, dtype=torch.int64)
+    val = torch.empty(rows, k, dtype=g.dtype)
+    lib.meprop_select_topk(_ptr(source), int(score is None), _ptr(g), rows, n, k, _ptr(idx), _ptr(val), _threads())
+    return idx, val
+
+
+def _dense(idx: torch.Tensor, val: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros(idx.shape[0], n, dtype=val.dtype, device=val.device).scatter_(1, idx, val)
+
+
+# -- products -------------------------------------------------------------------------------------
+
+def grad_input(idx: torch.Tensor, val: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """top_k(g) W from the kept entries: (rows, in_features)."""
+    weight = weight.contiguous()
+    lib = _c(idx, val, weight)
+    if lib is None or val.dtype != torch.float32 or weight.dtype != torch.float32:
+        return _dense(idx, val, weight.shape[0]) @ weight
+    rows, k = idx.shape
+    n, m = weight.shape
+    out = torch.empty(rows, m, dtype=weight.dtype)
+    lib.meprop_grad_input(_ptr(val), _ptr(idx), _ptr(weight), rows, k, n, m, _ptr(out), _threads())
+    return out
+
+
+def touched_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of W that get gradient, ascending, and pos: pos[o] = place of row o in rows, else -1."""
+    idx = idx.contiguous()
+    lib = _c(idx)
+    if lib is None:
+        rows = torch.unique(idx)
+        pos = torch.full((n,), -1, dtype=torch.int64)
+        pos[rows] = torch.arange(len(rows))
+        return rows, pos
+    pos = torch.empty(n, dtype=torch.int64)
+    rows = torch.empty(n, dtype=torch.int64)
+    r = lib.meprop_row_map(_ptr(idx), idx.numel(), n, _ptr(pos), _ptr(rows))
+    return rows[:r], pos
+
+
+def grad_weight(idx: torch.Tensor, val: torch.Tensor, x: torch.Tensor, n: int,
+                rows: torch.Tensor | None = None, pos: torch.Tensor | None = None) -> torch.Tensor:
+    """top_k(g)ᵀ x: all n rows (rows=None), or only the listed rows (pos from touched_rows)."""
+    x = x.contiguous()
+    lib = _c(idx, val, x)
+    if lib is None or val.dtype != torch.float32 or x.dtype != torch.float32:
+        dense = _dense(idx, val, n)
+        return (dense if rows is None else dense.index_select(1, rows)).t() @ x
+    b, k = idx.shape
+    m = x.shape[1]
+    r = n if rows is None else len(rows)
+    out = torch.empty(r, m, dtype=x.dtype)
+    lib.meprop_grad_weight(_ptr(val), _ptr(idx), _ptr(x), b, k, m, _ptr(pos) if rows is not None else None, r,
+                           _ptr(out), _threads())
+    return out
+
+
+def grad_bias(idx: torch.Tensor, val: torch.Tensor, n: int, rows: torch.Tensor | None = None,
+              pos: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_batch top_k(g): all n entries (rows=None), or only the listed rows."""
+    lib = _c(idx, val)
+    if lib is None or val.dtype != torch.float32:
+        dense = torch.zeros(n, dtype=val.dtype).index_add_(0, idx.reshape(-1), val.reshape(-1))
+        return dense if rows is None else dense[rows]
+    r = n if rows is None else len(rows)
+    out = torch.empty(r, dtype=val.dtype)
+    lib.meprop_grad_bias(_ptr(val), _ptr(idx), idx.numel(), _ptr(pos) if rows is not None else None, r, _ptr(out))
+    return out
+
+
+# -- row-sparse optimizer updates -----------------------------------------------------------------
+
+def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, grad: torch.Tensor,
+              rows: torch.Tensor | None, *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+              step: int) -> None:
+    """torch.optim.Adam's update applied in place to the given rows only (rows=None: every row).
+
+    grad holds one row per entry of rows (coalesced: no row twice).
+    """
+    bc1, bc2_sqrt = 1 - beta1 ** step, (1 - beta2 ** step) ** 0.5
+    lib = _c(param, exp_avg, exp_avg_sq, grad, *([] if rows is None else [rows]))
+    if lib is None or param.dtype != torch.float32 or grad.dtype != torch.float32:
+        p, m, v = (t if rows is None else t.index_select(0, rows) for t in (param, exp_avg, exp_avg_sq))
+        g = grad.view_as(p) + weight_decay * p if weight_decay else grad.view_as(p)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(eps), value=-lr / bc1)
+        if rows is not None:
+            for target, source in ((param, p), (exp_avg, m), (exp_avg_sq, v)):
+                target.index_copy_(0, rows, source)
+        return
+    r = param.shape[0] if rows is None else len(rows)
+    cols = param[0].numel() if param.dim() > 1 else 1
+    lib.meprop_adam_rows(_ptr(param), _ptr(exp_avg), _ptr(exp_avg_sq), _ptr(grad), _ptr(rows), r, cols, lr, beta1,
+                         beta2, eps, weight_decay, bc1, bc2_sqrt, _threads())
+
+
+def adagrad_rows(param: torch.Tensor, state_sum: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor | None, *,
+                 lr: float, eps: float, weight_decay: float) -> None:
+    """torch.optim.Adagrad's update (lr_decay 0) applied in place to the given rows only (rows=None: all)."""
+    lib = _c(param, state_sum, grad, *([] if rows is None else [rows]))
+    if lib is None or param.dtype != torch.float32 or grad.dtype != torch.float32:
+        p, s = (t if rows is None else t.index_select(0, rows) for t in (param, state_sum))
+        g = grad.view_as(p) + weight_decay * p if weight_decay else grad.view_as(p)
+        s.addcmul_(g, g, value=1)
+        p.addcdiv_(g, s.sqrt().add_(eps), value=-lr)
+        if rows is not None:
+            param.index_copy_(0, rows, p)
+            state_sum.index_copy_(0, rows, s)
+        return
+    r = param.shape[0] if rows is None else len(rows)
+    cols = param[0].numel() if param.dim() > 1 else 1
+    lib.meprop_adagrad_rows(_ptr(param), _ptr(state_sum), _ptr(grad), _ptr(rows), r, cols, lr, eps, weight_decay,
+                            _threads())

@@ -1,0 +1,289 @@
+"""Benchmark meProp's backward against full back propagation, in one process, on this machine.
+
+    python scripts/bench_backprop.py                  # linear backward: dense vs topk vs unified vs random
+    python scripts/bench_backprop.py --whole-step     # whole training steps: baseline vs meProp (± sparse update)
+
+Linear backward: the time of the meProp autograd function's backward (dx, dW, db), read from the kernels'
+own timer (ops.linear_backward_timer, the trainer's "backprop time"), median of --reps repetitions after
+a warm-up, with every mode run once per repetition in turn so that contention from other processes hits
+all of them alike. "ideal" is n/k, the speedup if cost fell exactly with the kept fraction.
+
+Whole step: forward + backward + optimizer update of one slice of an epoch (the trainer's timed step:
+loss, backward, step, zero_grad; without the dev evaluation), per step, median over repetitions,
+variants interleaved. Tasks: mnist_mlp (real data under --data-root), a parsing-shaped synthetic MLP
+(batch 10,000, 2400-500-500-N, random inputs: the cost does not depend on the values) and every other
+task in the registry whose data loads.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import meprop_cli  # noqa: F401  (first: sets THP_MEM_ALLOC_ENABLE before torch allocates)
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from meprop_cli.methods import Method
+from meprop_cli.nn import MLP
+from meprop_cli.ops import linear_backward_timer, meprop_linear, native
+from meprop_cli.optim import build_optimizer
+from meprop_cli.tasks.base import Task
+
+# (label, meprop mode, sparse_grad): "topk, sparse dW" hands the weight gradient on as sparse rows, as
+# optim.sparse_update does; the others write a dense (out × in) gradient, whose size bounds their cost.
+MODES = (("topk", "topk", False), ("topk, sparse dW", "topk", True), ("unified", "unified", False),
+         ("unified, sparse dW", "unified", True), ("random", "random", False))
+
+
+# -- linear backward ------------------------------------------------------------------------------
+
+def backward_seconds(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, g: torch.Tensor, k: int | None, mode: str,
+                     sparse_grad: bool = False, calls: int = 1) -> float:
+    """Seconds inside the backward of `calls` meprop_linear products (the forward is not timed)."""
+    linear_backward_timer.reset()
+    for _ in range(calls):
+        y = meprop_linear(x, w, b, k, mode, sparse_grad=sparse_grad)
+        y.backward(g)
+        x.grad = w.grad = b.grad = None
+    return linear_backward_timer.reset()
+
+
+def linear_settings(quick: bool) -> list[dict[str, Any]]:
+    ks = [8, 32] if quick else [8, 16, 32, 64, 128, 256, 512]
+    big = 1024 if quick else 8192  # --quick shrinks the big products so the script runs in seconds
+    return [
+        dict(name="MNIST layer 1", batch=10, n_in=784, n_out=500, ks=[20], calls=1),
+        dict(name="MNIST layer 2", batch=10, n_in=500, n_out=500, ks=[20], calls=1),
+        dict(name="parsing layer 1", batch=200 if quick else 10000, n_in=2400, n_out=500, ks=[20], calls=1),
+        # the LSTM's backward runs one time step at a time: 25 products of one row each per sentence
+        dict(name="POS LSTM gates, 25 steps", batch=1, n_in=190 + 500, n_out=4 * 500, ks=[20], calls=25),
+        dict(name=f"Table 7 synthetic {big}", batch=128 if quick else 1024, n_in=big, n_out=big, ks=ks, calls=1),
+    ]
+
+
+def bench_linear(args: argparse.Namespace) -> None:
+    modes = [m for m in MODES if not args.modes or m[0] in args.modes]
+    print(f"## Linear backward (dx, dW, db) — kernels: {native.backend()}, threads: {torch.get_num_threads()}, "
+          f"median of {args.reps} after warm-up (products over 1e9 multiply-adds: "
+          f"{max(1, min(3, args.reps // 3))})\n")
+    print("| setting | batch | in → out | k | ideal n/k | dense ms | " + " | ".join(f"{label} ms (speedup)"
+                                                                          for label, _, _ in modes) + " |")
+    print("|---" * (6 + len(modes)) + "|")
+    for s in linear_settings(args.quick):
+        if args.only and not any(part.lower() in s["name"].lower() for part in args.only):
+            continue
+        if args.ks and s["name"].startswith("Table 7"):
+            s["ks"] = args.ks
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(s["batch"], s["n_in"], generator=gen).requires_grad_()
+        w = torch.randn(s["n_out"], s["n_in"], generator=gen).requires_grad_()
+        b = torch.randn(s["n_out"], generator=gen).requires_grad_()
+        g = torch.randn(s["batch"], s["n_out"], generator=gen)
+        runs = [(None, "dense", "topk", False)] + [(k, *mode) for k in s["ks"] for mode in modes]
+        times: dict[tuple, list[float]] = {run[:2]: [] for run in runs}
+        reps = args.reps if s["batch"] * s["n_in"] * s["n_out"] < 1e9 else max(1, min(3, args.reps // 3))
+        # many calls per sample for tiny products
+        inner = 1 if s["batch"] * s["n_in"] * s["n_out"] > 1e7 else (2 if args.quick else 50)
+        for rep in range(reps + 1):
+            for k, label, mode, sparse_grad in runs:
+                t = backward_seconds(x, w, b, g, k, mode, sparse_grad, s["calls"] * inner) / inner
+                if rep > 0:  # repetition 0 is the warm-up
+                    times[(k, label)].append(t)
+        dense = statistics.median(times[(None, "dense")])
+        for k in s["ks"]:
+            cells = []
+            for label, _, _ in modes:
+                t = statistics.median(times[(k, label)])
+                cells.append(f"{t * 1e3:.3f} ({dense / t:.1f}x)")
+            print(f"| {s['name']} | {s['batch']} | {s['n_in']} → {s['n_out']} | {k} | {s['n_out'] / k:.0f} | "
+                  f"{dense * 1e3:.3f} | " + " | ".join(cells) + " |", flush=True)
+    print()
+
+
+# -- whole training step --------------------------------------------------------------------------
+
+class SyntheticParsingTask(Task):
+    """The parsing MLP's shapes with random inputs: batch 10,000 rows of 2400 features, N transitions."""
+
+    def __init__(self, batch_size: int, n_in: int, n_out: int) -> None:
+        self.batch_size, self.n_in, self.n_out = batch_size, n_in, n_out
+
+    def load(self) -> None:
+        pass
+
+    def build_model(self, method: Method) -> nn.Module:
+        return MLP(self.n_in, method.hidden, self.n_out, method.make_linear, "relu")
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield (torch.randn(self.batch_size, self.n_in, generator=generator),
+                   torch.randint(0, self.n_out, (self.batch_size,), generator=generator))
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        x, y = batch
+        return F.cross_entropy(model(x), y), len(y)
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        raise NotImplementedError("the benchmark never evaluates")
+
+
+class Variant:
+    """One model + optimizer trained step by step; times each phase of the trainer's step."""
+
+    def __init__(self, task: Task, method: Method, optim_cfg: Any, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.task, self.model = task, task.build_model(method)
+        self.model.train()
+        self.optimizer = build_optimizer(optim_cfg, self.model)
+        self.batches = self._forever(torch.Generator().manual_seed(seed))
+
+    def _forever(self, generator: torch.Generator) -> Iterator[Any]:
+        while True:
+            yield from self.task.train_batches(generator)
+
+    def run(self, steps: int) -> dict[str, float]:
+        """Per-step seconds of forward, backward (and its linear part) and update over `steps` steps."""
+        times = dict(forward=0.0, backward=0.0, linear_backward=0.0, update=0.0)
+        linear_backward_timer.reset()
+        for _ in range(steps):
+            batch = next(self.batches)
+            t0 = time.perf_counter()  # as meprop_cli.train.Run.train_epoch times its step
+            loss, _ = self.task.loss(self.model, batch)
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            t3 = time.perf_counter()
+            times["forward"] += t1 - t0
+            times["backward"] += t2 - t1
+            times["update"] += t3 - t2
+        times["linear_backward"] = linear_backward_timer.reset()
+        return {name: t / steps for name, t in times.items()}
+
+
+def compose(overrides: list[str]) -> Any:
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from meprop_cli.cli import config_dir
+    from meprop_cli.config import register_configs, validate
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    validate(cfg)
+    return cfg
+
+
+def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[str, bool], tuple[Task, Method, Any]]]]:
+    """(name, make(method_name, sparse_update) -> (task, method, optim cfg)) for every task to measure."""
+    from meprop_cli.methods import build_method
+    from meprop_cli.tasks import TASKS, build_task
+
+    loaded: dict[str, Task] = {}
+
+    def registered(name: str) -> Callable[[str, bool], tuple[Task, Method, Any]]:
+        def make(method_name: str, sparse_update: bool) -> tuple[Task, Method, Any]:
+            cfg = compose([f"task={name}", f"method={method_name}", f"optim={args.optim}",
+                           f"optim.sparse_update={str(sparse_update).lower()}", f"data_root={args.data_root}"])
+            if name not in loaded:
+                loaded[name] = build_task(cfg.task, Path(cfg.data_root))
+                loaded[name].load()
+            return loaded[name], build_method(cfg), cfg.optim
+        return make
+
+    def synthetic(method_name: str, sparse_update: bool) -> tuple[Task, Method, Any]:
+        cfg = compose(["task=digits", f"optim={args.optim}", f"optim.sparse_update={str(sparse_update).lower()}"])
+        if args.optim == "adagrad":
+            cfg.optim.lr = 0.01  # the papers' AdaGrad rate for parsing
+        mode = None if method_name == "baseline" else "topk"
+        k = None if mode is None else 20  # the paper's k for parsing, output layer included
+        method = Method(method_name, mode, [500, 500], k, k, sparse_grad=sparse_update)
+        task = SyntheticParsingTask(1000 if args.quick else 10_000, 2400, args.parse_outputs)
+        return task, method, cfg.optim
+
+    names = [n for n in TASKS if n != "digits"] if not args.tasks else args.tasks
+    for name in names:
+        if name == "parse_synthetic":
+            continue
+        yield name, registered(name)
+    if not args.tasks or "parse_synthetic" in args.tasks:
+        yield "parse_synthetic", synthetic
+
+
+def bench_whole_step(args: argparse.Namespace) -> None:
+    print(f"## Whole training step — kernels: {native.backend()}, threads: {torch.get_num_threads()}, "
+          f"optimizer: {args.optim}, median of {args.reps} slices after a warm-up slice\n")
+    print("| task | variant | steps/slice | forward ms | backward ms (linear part) | update ms | step ms | speedup |")
+    print("|---|---|---|---|---|---|---|---|")
+    variants = [("baseline", "baseline", False), ("meprop", "meprop", False), ("meprop + sparse update", "meprop", True)]
+    for name, make in whole_step_tasks(args):
+        try:
+            runs = {label: Variant(*make(method, sparse), seed=1) for label, method, sparse in variants}
+        except Exception as e:  # a task whose data is absent, or that is not built yet
+            print(f"| {name} | skipped: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | | | | | |", flush=True)
+            if args.verbose:
+                traceback.print_exc()
+            continue
+        heavy = isinstance(next(iter(runs.values())).task, SyntheticParsingTask) or name == "parse"
+        steps = args.heavy_steps if heavy else args.steps
+        samples: dict[str, list[dict[str, float]]] = {label: [] for label in runs}
+        for rep in range(args.reps + 1):
+            for label, variant in runs.items():
+                result = variant.run(steps)
+                if rep > 0:
+                    samples[label].append(result)
+        base = None
+        for label in runs:
+            med = {key: statistics.median(s[key] for s in samples[label]) for key in samples[label][0]}
+            step = statistics.median(s["forward"] + s["backward"] + s["update"] for s in samples[label])
+            base = step if base is None else base
+            print(f"| {name} | {label} | {steps} | {med['forward'] * 1e3:.2f} | {med['backward'] * 1e3:.2f} "
+                  f"({med['linear_backward'] * 1e3:.2f}) | {med['update'] * 1e3:.2f} | {step * 1e3:.2f} | "
+                  f"{base / step:.2f}x |", flush=True)
+    print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--whole-step", action="store_true", help="time whole training steps instead")
+    parser.add_argument("--reps", type=int, default=11, help="repetitions (medians); the warm-up is extra")
+    parser.add_argument("--threads", type=int, default=1, help="torch (and kernel) threads")
+    parser.add_argument("--kernels", choices=["auto", "torch"], default="auto",
+                        help="torch: measure the pure-torch fallback instead of the compiled kernels")
+    parser.add_argument("--only", nargs="*", help="linear settings whose name contains one of these words")
+    parser.add_argument("--modes", nargs="*", help="linear columns to measure, by label (default: all)")
+    parser.add_argument("--ks", nargs="*", type=int, help="k values of the Table 7 product (default 8 ... 512)")
+    parser.add_argument("--quick", action="store_true", help="smaller shapes, for a smoke run in seconds")
+    parser.add_argument("--tasks", nargs="*", help="whole-step tasks (default: all registered but digits, "
+                                                   "and parse_synthetic)")
+    parser.add_argument("--steps", type=int, default=200, help="steps per slice for small-batch tasks")
+    parser.add_argument("--heavy-steps", type=int, default=2, help="steps per slice for batch-10,000 tasks")
+    parser.add_argument("--optim", default="adam", choices=["adam", "adagrad"], help="optimizer of the whole step")
+    parser.add_argument("--parse-outputs", type=int, default=25,
+                        help="outputs of the synthetic parsing MLP (the paper's 25 transitions)")
+    parser.add_argument("--data-root", default=os.environ.get("MEPROP_DATA", "data"))
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ["MEPROP_KERNELS"] = args.kernels
+    torch.set_num_threads(args.threads)
+    print(f"# bench_backprop: torch {torch.__version__}, {os.cpu_count()} CPUs, {' '.join(sys.argv)}\n")
+    started = time.perf_counter()
+    if args.whole_step:
+        bench_whole_step(args)
+    else:
+        bench_linear(args)
+    print(f"wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

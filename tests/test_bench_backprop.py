@@ -1,0 +1,47 @@
+"""scripts/bench_backprop.py runs and prints its tables (shapes shrunk by --quick; no timing checked)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_backprop.py"
+
+
+@pytest.fixture
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_backprop", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| setting") and not line.startswith("| task")]
+
+
+def test_linear_table_has_every_setting_and_mode(bench, capsys):
+    bench.main(["--quick", "--reps", "1"])
+    rows = table_rows(capsys.readouterr().out)
+    names = [r[0] for r in rows]
+    for setting in ("MNIST layer 1", "MNIST layer 2", "parsing layer 1", "POS LSTM gates, 25 steps"):
+        assert setting in names
+    table7 = [r for r in rows if r[0].startswith("Table 7")]
+    assert [r[3] for r in table7] == ["8", "32"]
+    for r in rows:
+        assert float(r[4]) == int(r[2].split("→")[1]) / int(r[3])  # ideal n/k
+        assert len(r) == 11 and all(cell.endswith("x)") for cell in r[6:])  # each mode: time (speedup)
+
+
+def test_whole_step_compares_three_variants_on_the_parsing_shape(bench, capsys):
+    bench.main(["--whole-step", "--quick", "--reps", "1", "--tasks", "parse_synthetic", "--heavy-steps", "1"])
+    rows = table_rows(capsys.readouterr().out)
+    assert [r[1] for r in rows] == ["baseline", "meprop", "meprop + sparse update"]
+    assert rows[0][-1] == "1.00x"
+    assert all(float(r[6]) > 0 for r in rows)  # step ms
+
+
+def test_whole_step_reports_a_task_it_cannot_load(bench, capsys, tmp_path):
+    bench.main(["--whole-step", "--quick", "--reps", "1", "--tasks", "mnist_mlp", "--data-root", str(tmp_path)])
+    rows = table_rows(capsys.readouterr().out)
+    assert rows[0][0] == "mnist_mlp" and rows[0][1].startswith("skipped: DataError")
