@@ -52,7 +52,9 @@ BOOKKEEPING = {"seed", "data_root", "trainer.threads", "trainer.progress", "trai
 # Config values replaced by the result's own account of them (baseline runs carry an unused topk).
 REPLACED = {"topk", "topk_output", "task.topk", "task.topk_output"}
 # The last part of config keys that belong to a method, not to the context a baseline must share.
-METHOD_PARTS = {"topk", "topk_output", "topk_ratio", "decay", "k", "k_output", "hidden_final"}
+METHOD_PARTS = {"topk", "topk_output", "topk_ratio", "decay", "k", "k_output", "hidden_final", "hidden_initial"}
+# Result keys that are settings (they split runs into rows); batch_norm is context a baseline shares.
+RESULT_SETTINGS = ("decay", "topk_ratio", "batch_norm", "hidden_final", "hidden_initial")
 
 
 # -- the run frame ----------------------------------------------------------------------------
@@ -97,6 +99,9 @@ def run_row(run: results.RunFolder) -> dict[str, Any]:
     timing = res.get("timing") or {}
     setting = {k: v for k, v in flat.items() if k not in BOOKKEEPING | REPLACED}
     setting.update({"k": res.get("k"), "k_output": res.get("k_output"), "hidden": hidden})
+    for key in RESULT_SETTINGS:  # a method may report a setting only in result.json
+        if key in res:
+            setting[f"result.{key}"] = as_tuple(res[key]) or res[key]
     context = {k: v for k, v in setting.items() if not is_method_key(k) and k != "hidden"}
     context["task.hidden"] = configured
     row = {
@@ -352,8 +357,9 @@ def distinguishing(groups: list[dict[str, Any]], kind: Kind) -> list[str]:
 
 # -- cells ------------------------------------------------------------------------------------
 
-def fmt_time(seconds: float) -> str:
-    return f"{seconds:,.2f}" if seconds < 10 else f"{seconds:,.1f}"
+def fmt_time(seconds: float, like: float | None = None) -> str:
+    """Seconds with 2 decimals below 10 s, else 1 (paper style: 9,077.7); `like` picks them for a std."""
+    return f"{seconds:,.2f}" if (seconds if like is None else like) < 10 else f"{seconds:,.1f}"
 
 
 def fmt_mean(value: tuple[float, float | None, int] | None, style: str) -> str:
@@ -365,7 +371,7 @@ def fmt_mean(value: tuple[float, float | None, int] | None, style: str) -> str:
         return f"{mean:g}"
     if style == "time":
         text = fmt_time(mean)
-        return text if std is None else f"{text} ± {fmt_time(std)}"
+        return text if std is None else f"{text} ± {fmt_time(std, like=mean)}"
     text = fmt.format(mean)
     return text if std is None else f"{text} ± {fmt.format(std)}"
 
