@@ -127,6 +127,8 @@ def epoch_lines(runs: list[results.RunFolder]) -> pd.DataFrame:
 
 def plot_curves(runs: list[results.RunFolder], out: Path) -> None:
     lines = epoch_lines(runs)
+    if "train_loss" in lines:  # epoch ends only: evaluations every N steps would pile up on one epoch
+        lines = lines[lines["train_loss"].notna()]
     if lines.empty or lines["dev_score"].isna().all():
         raise UserError("the 'curves' plot needs completed runs with dev scores in metrics.jsonl; none found")
     keys = sorted(lines.groupby(["task", "optimizer"]).groups)
@@ -151,8 +153,16 @@ def first_key(line: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return next((line[k] for k in keys if k in line and line[k] is not None), None)
 
 
+def position(line: dict[str, Any], metrics: list[dict[str, Any]]) -> float:
+    """Epochs of training at this evaluation: step / updates per epoch (prunes happen within epochs)."""
+    ends = [m for m in metrics if "train_loss" in m and m.get("step") and m.get("epoch")]
+    if "step" in line and ends:
+        return line["step"] * ends[0]["epoch"] / ends[0]["step"]
+    return float(line["epoch"])
+
+
 def plot_mesimp(runs: list[results.RunFolder], out: Path) -> None:
-    traced = [(run, [(float(line["epoch"]), first_key(line, SIZE_KEYS)) for line in run.metrics
+    traced = [(run, [(position(line, run.metrics), first_key(line, SIZE_KEYS)) for line in run.metrics
                      if "epoch" in line and isinstance(first_key(line, SIZE_KEYS), list)])
               for run in runs if run.status == "completed"]
     traced = [(run, points) for run, points in traced if points]

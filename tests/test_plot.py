@@ -78,3 +78,10 @@ def test_a_figure_without_its_data_is_a_user_error_naming_what_is_missing(tmp_pa
     with pytest.raises(UserError, match="active_fraction"):
         plot.make_plot([tmp_path], "meact", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluations_within_an_epoch_sit_at_their_fraction_of_it():
+    metrics = [{"epoch": 1, "step": 50, "hidden": [400]}, {"epoch": 1, "step": 200, "train_loss": 0.3},
+               {"epoch": 2, "step": 300, "hidden": [300]}]
+    assert [plot.position(line, metrics) for line in metrics] == [0.25, 1.0, 1.5]
+    assert plot.position({"epoch": 3}, []) == 3.0
