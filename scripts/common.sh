@@ -14,7 +14,9 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    -h|--help)  # the script's header comment, then the options above
+      for file in "$0" "${BASH_SOURCE[0]}"; do awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$file"; done
+      exit 0 ;;
     *) echo "$(basename "$0"): unknown option $arg (use --quick, or none)" >&2; exit 2 ;;
   esac
 done
