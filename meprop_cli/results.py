@@ -151,11 +151,13 @@ def load_runs(*paths: Path) -> list[RunFolder]:
 # JSON lines (.jsonl) or CSV (.csv) with a header. Required columns:
 #   batch, in, out   the product: a (batch × in) input through an (in → out) linear layer
 #   k                the k kept per row (mode topk/random) or per mini-batch (mode unified)
-#   mode             topk | unified | random
+#   mode             the selection: topk | unified | random, or a label such as "topk, sparse dW"
 #   dense_ms         one full backward of that layer (grad of input and weight), milliseconds
 #   sparse_ms        one meProp backward with that k, milliseconds
-# Optional: threads, device, repeats, dtype (kept as columns; repeated measurements are averaged).
+# Optional (shown as columns when present): name (e.g. "MNIST layer 1"), calls, threads, kernels, device,
+# dtype. Records with the same columns are repeated measurements and are averaged.
 BENCH_COLUMNS = ("batch", "in", "out", "k", "mode", "dense_ms", "sparse_ms")
+BENCH_OPTIONAL = ("name", "calls", "threads", "kernels", "device", "dtype")
 
 
 def read_benchmark(path: Path) -> list[dict[str, Any]]:

@@ -454,17 +454,21 @@ def build_synthetic(records: list[dict[str, Any]]) -> Table:
     """Table 7: mean dense and sparse backward times per product and k, with the speedup dense/sparse."""
     frame = pd.DataFrame(records)
     frame["speedup"] = frame["dense_ms"] / frame["sparse_ms"]
-    keys = ["mode", "batch", "in", "out", "k"] + [c for c in ("threads", "device", "dtype") if c in frame]
+    optional = [c for c in results.BENCH_OPTIONAL if c in frame and frame[c].notna().any()]
+    frame[optional] = frame[optional].fillna("-").astype(str)
+    keys = [c for c in optional if c == "name"] + ["mode", "batch", "in", "out", "k"] + \
+        [c for c in optional if c != "name"]
     headers = keys + ["k/out (%)", "dense (ms)", "sparse (ms)", "speedup", "n"]
     rows, numbers = [], []
     for key, group in frame.groupby(keys, sort=True, dropna=False):
         values = {c: stats(group[c].astype(float).tolist()) for c in ("dense_ms", "sparse_ms", "speedup")}
-        cells = [str(k) for k in key] + [f"{100 * key[4] / key[3]:.2f}"]
+        k, out = group.iloc[0]["k"], group.iloc[0]["out"]
+        cells = [str(v) for v in key] + [f"{100 * k / out:.2f}"]
         cells += [fmt_mean(values["dense_ms"], "score"), fmt_mean(values["sparse_ms"], "score"),
                   f"{values['speedup'][0]:.1f}x", str(len(group))]
         rows.append(cells)
         row = dict(zip(keys, key))
-        row.update({"k/out (%)": 100 * key[4] / key[3], "dense (ms)": values["dense_ms"][0],
+        row.update({"k/out (%)": 100 * k / out, "dense (ms)": values["dense_ms"][0],
                     "sparse (ms)": values["sparse_ms"][0], "speedup": values["speedup"][0], "n": len(group)})
         numbers.append(row)
     caption = ("Synthetic backward of one linear layer: dense = full backward, sparse = meProp backward with "

@@ -215,6 +215,16 @@ def test_synthetic_table_from_the_benchmark_records(tmp_path, suffix):
                           ["unified", "1024", "8192", "8192", "512", "6.25", "44.00", "10.00", "4.4x", "1"]]
 
 
+def test_synthetic_table_keeps_the_benchmarks_names_and_labels(tmp_path):
+    path = tmp_path / "bench.csv"
+    pd.DataFrame([{"name": "MNIST layer 1", "batch": 10, "in": 784, "out": 500, "k": 20, "mode": "topk, sparse dW",
+                   "dense_ms": 0.5, "sparse_ms": 0.1, "threads": 1}]).to_csv(path, index=False)
+    built, _ = table.make_table([path], "synthetic")
+    assert built.headers[:7] == ["name", "mode", "batch", "in", "out", "k", "threads"]
+    assert built.rows == [["MNIST layer 1", "topk, sparse dW", "10", "784", "500", "20", "1", "4.00", "0.50", "0.10",
+                           "5.0x", "1"]]
+
+
 def test_benchmark_records_missing_a_column_are_a_user_error(tmp_path):
     path = tmp_path / "bench.jsonl"
     path.write_text(json.dumps({"batch": 1, "in": 2, "out": 3, "k": 1, "mode": "topk", "dense_ms": 1.0}) + "\n")
