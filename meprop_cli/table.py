@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -200,6 +200,7 @@ class Column:
 
 KEY_FIELDS = {
     "task": ("task", lambda r: r["task"]),
+    "metric": ("metric", lambda r: dash(r["metric"])),
     "optimizer": ("optimizer", lambda r: r["optimizer"]),
     "method": ("method", lambda r: r["method"]),
     "h": ("h", lambda r: sizes(r["hidden"])),
@@ -405,6 +406,8 @@ def build_table(runs: list[results.RunFolder], kind: str) -> Table:
     groups, group_notes = aggregate(frame, spec) if not frame.empty else ([], [])
     if kind == "mesimp":
         mark_from_scratch(groups)
+    if not frame.empty and frame["metric"].nunique() > 1:  # tasks scored differently: name each row's metric
+        spec = replace(spec, keys=[*spec.keys[:1], "metric", *spec.keys[1:]])
     extra = distinguishing(groups, spec) if groups else []
     headers = [KEY_FIELDS[k][0] for k in spec.keys] + extra + [c.header for c in spec.values] + ["n"]
     rows, numbers = [], []

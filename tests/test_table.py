@@ -111,6 +111,18 @@ def test_settings_that_differ_outside_the_kinds_columns_get_their_own_column(tmp
     assert {r["trainer.max_epochs"]: r["test (%)"] for r in rows_by(built)} == {"20": "97.00", "5": "93.00"}
 
 
+def test_tasks_with_different_metrics_name_them(tmp_path):
+    write_run(tmp_path, "m", method="baseline", test=0.97)
+    parse = write_run(tmp_path, "p", task="parse", method="baseline")
+    record = json.loads((parse / "result.json").read_text())
+    record.update(dev={"uas": 0.9, "las": 0.8}, test={"uas": 0.8895, "las": 0.7})
+    (parse / "result.json").write_text(json.dumps(record))
+    built, _ = table.make_table([tmp_path], "main")
+    assert built.headers[:2] == ["task", "metric"]
+    assert one(built, task="parse")["metric"] == "uas" and one(built, task="parse")["test (%)"] == "88.95"
+    assert one(built, task="mnist_mlp")["metric"] == "accuracy"
+
+
 def test_the_same_seed_twice_is_flagged(tmp_path):
     write_run(tmp_path, "a", method="baseline", seed=1)
     write_run(tmp_path, "b", method="baseline", seed=1)
