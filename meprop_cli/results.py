@@ -143,8 +143,19 @@ def load_run(run_dir: Path) -> RunFolder:
 
 
 def load_runs(*paths: Path) -> list[RunFolder]:
-    """Every run folder under the given paths (single runs and sweeps, nested), sorted by path."""
-    return [load_run(run_dir) for run_dir in find_run_dirs(*paths)]
+    """Every run folder under the given paths (single runs and sweeps, nested), sorted by path.
+
+    A job folder that Hydra created (.hydra/) but that holds neither config.yaml nor result.json is a job
+    that died before training started: it is listed too, so that nothing is skipped silently."""
+    runs = [load_run(run_dir) for run_dir in find_run_dirs(*paths)]
+    found = {run.path for run in runs}
+    for root in map(Path, paths):
+        for hydra_dir in root.rglob(".hydra"):
+            if hydra_dir.is_dir() and hydra_dir.parent not in found:
+                found.add(hydra_dir.parent)
+                runs.append(RunFolder(hydra_dir.parent, "failed", f"the job started but wrote neither {CONFIG_FILE} "
+                                      f"nor {RESULT_FILE} (see its log)"))
+    return sorted(runs, key=lambda run: run.path)
 
 
 # The synthetic-speed benchmark (scripts/bench_backprop.py) writes one record per measured product, as

@@ -289,3 +289,9 @@ def test_load_runs_finds_nested_sweeps_but_not_hydra_folders(sweep):
     found = results.load_runs(sweep)
     assert len(found) == 9 and all(run.path.name != ".hydra" for run in found)
     assert sorted(run.status for run in found).count("completed") == 7
+
+
+def test_a_job_that_died_before_training_is_listed(sweep):
+    (sweep / "adam/9/.hydra").mkdir(parents=True)
+    built, _ = table.make_table([sweep], "main")
+    assert any(note.startswith(f"{sweep / 'adam/9'}: failed: the job started but wrote neither") for note in built.notes)
