@@ -11,6 +11,8 @@ USAGE = """usage: meprop COMMAND [ARGS]
 commands:
   train   train a task with a method (Hydra overrides; `meprop train --help`)
   data    fetch or check the datasets (`meprop data --help`)
+  table   the papers' tables from run folders (`meprop table --help`)
+  plot    the papers' figures (PNG) from run folders (`meprop plot --help`)
 """
 
 
@@ -88,7 +90,59 @@ def data_command(argv: list[str]) -> None:
     print(f"data ready under {root.resolve()} (use data_root={root.resolve()} or MEPROP_DATA)")
 
 
-COMMANDS = {"train": train_command, "data": data_command}
+def table_command(argv: list[str]) -> None:
+    from meprop_cli import table
+    from meprop_cli.errors import UserError
+
+    parser = argparse.ArgumentParser(
+        prog="meprop table", description="Build a paper table from run folders (single runs and sweeps, "
+        "nested); runs that failed or did not finish are listed under it with their reason.")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="run folders, sweep folders, or (for --kind synthetic) benchmark .jsonl/.csv files")
+    parser.add_argument("--kind", choices=table.KINDS, default=None,
+                        help="which table (default: inferred: mesimp or cnn runs, benchmark files, else main)")
+    parser.add_argument("--format", choices=table.FORMATS, default="markdown", help="default: markdown")
+    parser.add_argument("--out", type=Path, default=None, help="write the table to this file instead of stdout")
+    args = parser.parse_args(argv)
+    try:
+        built, kind = table.make_table(args.paths, args.kind)
+        text = table.render(built, args.format)
+    except UserError as e:
+        fail(str(e))
+    if args.format == "csv":  # keep the CSV machine-readable: the notes go to stderr
+        for note in built.notes:
+            print(f"meprop table: {note}", file=sys.stderr)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"{kind} table, {len(built.rows)} row(s) -> {args.out}")
+    else:
+        print(text, end="")
+    if not built.rows:
+        fail(f"no completed run fits the '{kind}' table (see the notes)", 1)
+
+
+def plot_command(argv: list[str]) -> None:
+    from meprop_cli import plot
+    from meprop_cli.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="meprop plot", description="Draw a paper figure (PNG) from run folders.")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders or sweep folders")
+    parser.add_argument("--kind", choices=plot.KINDS, required=True,
+                        help="ratio | random | small (Fig. 4), curves (dev over epochs), mesimp, meact")
+    parser.add_argument("--out", type=Path, default=None, help="the PNG file (default: KIND.png)")
+    args = parser.parse_args(argv)
+    out = args.out or Path(f"{args.kind}.png")
+    try:
+        left_out = plot.make_plot(args.paths, args.kind, out)
+    except UserError as e:
+        fail(str(e))
+    for run in left_out:
+        print(f"meprop plot: left out {run.path}: {run.status}: {run.reason}", file=sys.stderr)
+    print(f"{args.kind} plot -> {out}")
+
+
+COMMANDS = {"train": train_command, "data": data_command, "table": table_command, "plot": plot_command}
 
 
 def main(argv: list[str] | None = None) -> None:

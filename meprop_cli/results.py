@@ -4,12 +4,18 @@
     metrics.jsonl   one JSON object per evaluation (epoch ends, and every N steps if asked)
     result.json     the final record (RESULT_KEYS at least), written atomically
     best.pt         the best-dev checkpoint (weights, config, task state); last.pt for resume
+
+load_runs() is how `meprop table` / `meprop plot` see run folders: every folder found, each with a
+status (completed, failed, unfinished, unreadable) and, when it is not completed, the reason why.
+read_benchmark() reads the synthetic-speed benchmark's records (BENCH_COLUMNS).
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -87,3 +93,98 @@ def find_run_dirs(*paths: Path) -> Iterator[Path]:
         for marker in (CONFIG_FILE, RESULT_FILE):
             found.update(p.parent for p in root.rglob(marker) if p.parent.name != ".hydra")
     yield from sorted(found)
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    """A run's resolved config.yaml as plain dicts and lists, or None if absent."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf  # only the readers need it
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+@dataclass
+class RunFolder:
+    """One run folder as the table and plot commands see it."""
+
+    path: Path
+    status: str  # completed | failed | unfinished (no result.json yet) | unreadable
+    reason: str | None  # why a run is not completed, in one sentence; None when completed
+    result: dict[str, Any] = field(default_factory=dict)  # result.json ({} if absent)
+    config: dict[str, Any] = field(default_factory=dict)  # config.yaml ({} if absent)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
+
+
+def load_run(run_dir: Path) -> RunFolder:
+    """Read one run folder, never raising for a broken run: the status and reason say what is wrong."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    try:
+        config = read_config(run_dir) or {}
+    except Exception as e:  # a torn or hand-edited config.yaml must not hide the other runs
+        return RunFolder(run_dir, "unreadable", f"config.yaml is unreadable ({type(e).__name__}: {e})",
+                         metrics=metrics)
+    try:
+        result = read_result(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return RunFolder(run_dir, "unreadable", f"result.json is unreadable ({e})", config=config, metrics=metrics)
+    if result is None:
+        epochs = sum(1 for line in metrics if "train_loss" in line)
+        return RunFolder(run_dir, "unfinished", f"no result.json (still running, or killed): {epochs} epoch(s) "
+                         f"in {METRICS_FILE}", config=config, metrics=metrics)
+    status = result.get("status")
+    if status == "completed":
+        return RunFolder(run_dir, "completed", None, result, config, metrics)
+    reason = result.get("error") or f"status {status!r} without an error message"
+    return RunFolder(run_dir, "failed", f"{reason} (after {result.get('epochs_run', '?')} epoch(s))",
+                     result, config, metrics)
+
+
+def load_runs(*paths: Path) -> list[RunFolder]:
+    """Every run folder under the given paths (single runs and sweeps, nested), sorted by path.
+
+    A job folder that Hydra created (.hydra/) but that holds neither config.yaml nor result.json is a job
+    that died before training started: it is listed too, so that nothing is skipped silently."""
+    runs = [load_run(run_dir) for run_dir in find_run_dirs(*paths)]
+    found = {run.path for run in runs}
+    for root in map(Path, paths):
+        for hydra_dir in root.rglob(".hydra"):
+            if hydra_dir.is_dir() and hydra_dir.parent not in found:
+                found.add(hydra_dir.parent)
+                runs.append(RunFolder(hydra_dir.parent, "failed", f"the job started but wrote neither {CONFIG_FILE} "
+                                      f"nor {RESULT_FILE} (see its log)"))
+    return sorted(runs, key=lambda run: run.path)
+
+
+# The synthetic-speed benchmark (scripts/bench_backprop.py) writes one record per measured product, as
+# JSON lines (.jsonl) or CSV (.csv) with a header. Required columns:
+#   batch, in, out   the product: a (batch × in) input through an (in → out) linear layer
+#   k                the k kept per row (mode topk/random) or per mini-batch (mode unified)
+#   mode             the selection: topk | unified | random, or a label such as "topk, sparse dW"
+#   dense_ms         one full backward of that layer (grad of input and weight), milliseconds
+#   sparse_ms        one meProp backward with that k, milliseconds
+# Optional (shown as columns when present): name (e.g. "MNIST layer 1"), calls, threads, kernels, device,
+# dtype. Records with the same columns are repeated measurements and are averaged.
+BENCH_COLUMNS = ("batch", "in", "out", "k", "mode", "dense_ms", "sparse_ms")
+BENCH_OPTIONAL = ("name", "calls", "threads", "kernels", "device", "dtype")
+
+
+def read_benchmark(path: Path) -> list[dict[str, Any]]:
+    """The benchmark records of a .jsonl or .csv file; raises ValueError naming what is wrong."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        records: list[dict[str, Any]] = list(csv.DictReader(text.splitlines()))
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    for number, record in enumerate(records, 1):
+        missing = [c for c in BENCH_COLUMNS if record.get(c) in (None, "")]
+        if missing:
+            raise ValueError(f"{path} record {number} lacks {', '.join(missing)}")
+        for column in ("batch", "in", "out", "k"):
+            record[column] = int(record[column])
+        for column in ("dense_ms", "sparse_ms"):
+            record[column] = float(record[column])
+    return records

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Dev accuracy over epochs, baseline vs meProp (MNIST-MLP, Adam and AdaGrad): the runs of table1_main.sh.
+# Expected wall time on a 2-core CPU, 1 thread: 0 if table1_main.sh ran, else as table1_main.sh;
+# --quick: about 2 min (one point per line).
+DEFAULT_SEEDS=1,2,3
+source "$(dirname "$0")/common.sh"
+sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20
+sweep main_mnist_mlp_adagrad task=mnist_mlp optim=adagrad method=baseline,meprop topk=10
+plot curves fig_curves.png main_mnist_mlp_adam main_mnist_mlp_adagrad
+echo "figure: $OUT/fig_curves.png"

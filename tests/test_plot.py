@@ -1,0 +1,87 @@
+"""`meprop plot`: every kind writes a real PNG from run folders written by the test; missing data is a UserError."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from fake_runs import write_run
+from meprop_cli import plot
+from meprop_cli.errors import UserError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def curve(scores: list[float], **extra) -> list[dict]:
+    return [{"epoch": e, "step": 100 * e, "train_loss": 1.0 / e, "dev": {"accuracy": s}, "best": True, **extra}
+            for e, s in enumerate(scores, 1)]
+
+
+@pytest.fixture
+def figure4(tmp_path):
+    """Fig. 4 runs: baseline, meProp and random at k = 10, 20, 40 (two seeds at 20), small h' = 20."""
+    write_run(tmp_path, "b", method="baseline", test=0.978, metrics=curve([0.95, 0.97, 0.975]))
+    for k, score in ((10, 0.979), (20, 0.98), (40, 0.981)):
+        write_run(tmp_path, f"m{k}", method="meprop", k=k, test=score, metrics=curve([0.96, 0.975, 0.98]))
+        write_run(tmp_path, f"r{k}", method="random", k=k, test=score - 0.05)
+    write_run(tmp_path, "m20s2", method="meprop", k=20, seed=2, test=0.982)
+    write_run(tmp_path, "s20", method="small", k=20, test=0.9577)
+    write_run(tmp_path, "failed", method="meprop", k=80, status="failed", error="boom")
+    return tmp_path
+
+
+@pytest.mark.parametrize("kind", ["ratio", "random", "small", "curves"])
+def test_each_figure_kind_writes_a_png_of_plausible_size(figure4, tmp_path, kind):
+    out = tmp_path / "figs" / f"{kind}.png"
+    left_out = plot.make_plot([figure4], kind, out)
+    width, height = png_size(out)
+    assert (width, height) == (660, 504)  # one panel of 5.5 x 4.2 inches at 120 dpi
+    assert out.stat().st_size > 10_000
+    assert [run.path.name for run in left_out] == ["failed"]
+
+
+def test_one_panel_per_task_and_optimizer(figure4, tmp_path):
+    write_run(figure4, "ada_b", method="baseline", optimizer="adagrad", test=0.975)
+    write_run(figure4, "ada_m", method="meprop", optimizer="adagrad", k=10, test=0.98)
+    out = tmp_path / "two.png"
+    plot.make_plot([figure4], "ratio", out)
+    assert png_size(out) == (1320, 504)
+
+
+def test_mesimp_and_meact_figures_read_their_metrics_keys(tmp_path):
+    write_run(tmp_path, "simp", method="mesimp", k=160,
+              metrics=curve([0.97, 0.98, 0.981], hidden=[500, 500])[:1]
+              + [dict(line, hidden=sizes) for line, sizes in zip(curve([0.97, 0.98, 0.981])[1:], ([300, 200],
+                                                                                                    [154, 96]))])
+    write_run(tmp_path, "act", method="meact", k=None,
+              metrics=[dict(line, active_fraction=f, update_magnitude=u) for line, f, u in
+                       zip(curve([0.97, 0.98]), (1.0, 0.3), (1e-3, 2e-4))])
+    for kind in ("mesimp", "meact"):
+        out = tmp_path / f"{kind}.png"
+        plot.make_plot([tmp_path], kind, out)
+        width, _ = png_size(out)
+        assert width == {"mesimp": 660, "meact": 1980}[kind]  # meact: dev, active fraction, update
+
+
+def test_a_figure_without_its_data_is_a_user_error_naming_what_is_missing(tmp_path):
+    write_run(tmp_path, "m", method="meprop", k=20, metrics=curve([0.9]))
+    with pytest.raises(UserError, match="random"):
+        plot.make_plot([tmp_path], "random", tmp_path / "x.png")
+    with pytest.raises(UserError, match="hidden sizes"):
+        plot.make_plot([tmp_path], "mesimp", tmp_path / "x.png")
+    with pytest.raises(UserError, match="active_fraction"):
+        plot.make_plot([tmp_path], "meact", tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluations_within_an_epoch_sit_at_their_fraction_of_it():
+    metrics = [{"epoch": 1, "step": 50, "hidden": [400]}, {"epoch": 1, "step": 200, "train_loss": 0.3},
+               {"epoch": 2, "step": 300, "hidden": [300]}]
+    assert [plot.position(line, metrics) for line in metrics] == [0.25, 1.0, 1.5]
+    assert plot.position({"epoch": 3}, []) == 3.0
