@@ -225,8 +225,12 @@ def load_tagger(checkpoint: str | Path) -> tuple[PosTask, Tagger]:
 
     from meprop_cli.methods import build_method
 
+    if not Path(checkpoint).is_file():
+        raise DataError(f"checkpoint {checkpoint} not found; give the best.pt of a task=pos run")
     payload = torch.load(checkpoint, weights_only=False)
     cfg = OmegaConf.create(payload["config"])
+    if cfg.task.name != "pos":
+        raise DataError(f"{checkpoint} is a task={cfg.task.name} checkpoint; give the best.pt of a task=pos run")
     task = PosTask(cfg.task, Path(cfg.data_root))
     task.set_state(payload["task_state"])
     model = task.build_model(build_method(cfg))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from meprop_cli.cli import main
 from meprop_cli.data.conllu import read_conllu
 from meprop_cli.errors import ConfigError
 from meprop_cli.methods import build_method
@@ -133,6 +133,15 @@ def test_training_learns_the_tiny_treebank_and_writes_predictions(make_cfg, tiny
     task, model = load_tagger(tmp_path / "run" / "best.pt")
     tagged = tag_sentences(task, model, gold[:3])
     assert [t.xpos for s in tagged for t in s.tokens] == [t.xpos for s in predicted[:3] for t in s.tokens]
+    main(["tag", str(tmp_path / "run" / "best.pt"), str(tiny_root / "ud-english-ewt" / "en_ewt-ud-test.conllu"),
+          str(tmp_path / "tagged.conllu")])
+    assert read_conllu(tmp_path / "tagged.conllu") == predicted
+
+
+def test_tag_command_rejects_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["tag", str(tmp_path / "none.pt"), "in.conllu", "out.conllu"])
+    assert "checkpoint" in capsys.readouterr().err
 
 
 def test_one_epoch_cli_run_writes_predictions(tiny_root, tmp_path):
