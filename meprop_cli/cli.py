@@ -13,6 +13,7 @@ commands:
   data    fetch or check the datasets (`meprop data --help`)
   table   the papers' tables from run folders (`meprop table --help`)
   plot    the papers' figures (PNG) from run folders (`meprop plot --help`)
+  tag     tag a CoNLL-U file with a trained POS tagger (`meprop tag --help`)
 """
 
 
@@ -142,7 +143,28 @@ def plot_command(argv: list[str]) -> None:
     print(f"{args.kind} plot -> {out}")
 
 
-COMMANDS = {"train": train_command, "data": data_command, "table": table_command, "plot": plot_command}
+
+
+def tag_command(argv: list[str]) -> None:
+    from meprop_cli.data.conllu import read_conllu, write_conllu
+    from meprop_cli.errors import UserError
+    from meprop_cli.tasks.pos import load_tagger, tag_sentences
+
+    parser = argparse.ArgumentParser(prog="meprop tag", description="Tag a CoNLL-U file with a trained POS tagger.")
+    parser.add_argument("checkpoint", help="best.pt of a task=pos run")
+    parser.add_argument("input", help="CoNLL-U file to tag (its tag column is ignored)")
+    parser.add_argument("output", help="where to write the CoNLL-U file with predicted tags")
+    args = parser.parse_args(argv)
+    try:
+        task, model = load_tagger(args.checkpoint)
+        write_conllu(args.output, tag_sentences(task, model, read_conllu(args.input)))
+    except UserError as e:
+        fail(str(e))
+    print(f"tagged {args.input} -> {args.output}")
+
+
+COMMANDS = {"train": train_command, "data": data_command, "tag": tag_command,
+            "table": table_command, "plot": plot_command}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,6 +43,27 @@ class MnistMlpTaskConfig(TaskConfig):
 
 
 @dataclass
+class PosTaskConfig(TaskConfig):
+    name: str = "pos"
+    tagset: str = "xpos"  # xpos (Penn-style, the paper's tag set) | upos (the 17 universal tags)
+    dataset: str = "ud-english-ewt"  # folder under data_root holding the three CoNLL-U files
+    train_file: str = "en_ewt-ud-train.conllu"
+    dev_file: str = "en_ewt-ud-dev.conllu"
+    test_file: str = "en_ewt-ud-test.conllu"
+    batch_size: int = 16  # sentences per update (the paper: 1)
+    eval_batch_size: int = 256  # sentences per forward pass when scoring dev/test
+    hidden: list[int] = field(default_factory=lambda: [500])  # LSTM units per direction, one per BiLSTM layer
+    dropout: float = 0.25  # on the 190-dim input, between layers and on the BiLSTM output
+    topk: Optional[int] = 5  # k per LSTM gate (the paper's POS k)
+    adagrad_lr: float = 0.01
+    word_dim: int = 50  # word embedding size (the paper: 50)
+    feature_dim: int = 20  # size of each of the 7 feature embeddings (the paper: 20)
+    word_dropout: float = 0.25  # α: a training word seen c times becomes UNK with probability α/(α+c)
+    min_feature_count: int = 2  # feature values rarer than this in train map to UNK
+    bucket: int = 20  # batches per pool of shuffled sentences sorted by length: a batch runs max-length steps
+
+
+@dataclass
 class MethodConfig:
     name: str = MISSING  # baseline | meprop | meprop_unified | random | small
     mode: Optional[str] = None  # meProp selection: topk | unified | random; null = full back propagation
@@ -90,6 +111,7 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_digits", node=DigitsTaskConfig)
     cs.store(group="task", name="base_mnist_mlp", node=MnistMlpTaskConfig)
+    cs.store(group="task", name="base_pos", node=PosTaskConfig)
     cs.store(group="method", name="base_method", node=MethodConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)
 
