@@ -29,6 +29,7 @@ log = logging.getLogger("meprop")
 SPLITS = ("train", "dev", "test")
 GOLD_TAGS = "gold"
 PREDICTIONS = "pred-{split}.conllu"  # predicted trees in the run folder
+TAGGED = "{split}.predicted.conllu"  # predicted tags in a POS run folder (pos_source)
 
 
 def gold_heads(sentence: Sentence) -> list[int]:
@@ -66,20 +67,31 @@ class ParseTask(Task):
         return path
 
     def tag_source(self, split: str) -> list[list[str]] | None:
-        """XPOS tags to parse dev/test with: None for the treebank's gold tags, else a POS run's predictions."""
+        """XPOS tags to parse a split with: None for the treebank's gold tags, else a POS run's predictions.
+
+        The parser always learns from gold tags. With pos_source = a POS run folder, test is parsed with
+        its test.predicted.conllu (required) and dev with dev.predicted.conllu when the run wrote one.
+        """
         source = self.cfg.pos_source
         if source == GOLD_TAGS or split == "train":
-            return None  # the parser always learns from gold tags
-        if "{split}" not in source:
-            raise ConfigError(f"task.pos_source={source} must be `gold` or a CoNLL-U path containing {{split}} "
-                              "(for example /runs/pos/x/pred-{split}.conllu)")
-        path = Path(source.replace("{split}", split)).expanduser()
+            return None
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"task.pos_source={source} must be `gold` or the folder of a POS run "
+                              f"(holding {TAGGED.format(split='test')})")
+        path = folder / TAGGED.format(split=split)
+        if not path.is_file():
+            if split == "test":
+                raise DataError(f"{path} not found: point task.pos_source at a finished POS run on this treebank")
+            log.info("parse: %s not found, %s is parsed with gold tags", path, split)
+            return None
         tagged = read_conllu(path)
         gold = self.gold[split]
         if len(tagged) != len(gold) or any([t.form for t in a.tokens] != [t.form for t in b.tokens]
                                            for a, b in zip(tagged, gold)):
             raise DataError(f"{path} does not hold the same sentences and words as the {split} treebank file; "
                             "point task.pos_source at the predictions of a POS run on this treebank")
+        self.tag_files[split] = str(path)
         return [[t.xpos for t in s.tokens] for s in tagged]
 
     def load(self) -> None:
@@ -95,7 +107,7 @@ class ParseTask(Task):
         log.info("parse: %d training trees, %d skipped (non-projective or not single-rooted), %d transition "
                  "examples, %d transitions", len(self.gold["train"]) - self.skipped, self.skipped,
                  len(self.train_targets), len(self.transitions))
-        self.encoded = {}
+        self.encoded, self.tag_files = {}, {"dev": GOLD_TAGS, "test": GOLD_TAGS}
         for split in ("dev", "test"):
             tags = self.tag_source(split)
             self.encoded[split] = [self.vocabs.encode(s, tags[i] if tags else None)
@@ -145,6 +157,6 @@ class ParseTask(Task):
             "train_size": len(self.train_targets), "dev_words": sum(len(s) for s in self.gold["dev"]),
             "test_words": sum(len(s) for s in self.gold["test"]), "transitions": len(self.transitions),
             "vocab_words": len(self.vocabs.words), "vocab_tags": len(self.vocabs.tags),
-            "pos_source": self.cfg.pos_source,
+            "tags_dev": self.tag_files["dev"], "tags_test": self.tag_files["test"],
         }
 
