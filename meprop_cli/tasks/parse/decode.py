@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from meprop_cli.tasks.parse.features import features
-from meprop_cli.tasks.parse.transitions import LEFT, RIGHT, SHIFT, Configuration, TransitionSet
+from meprop_cli.tasks.parse.transitions import Configuration, TransitionSet
 
 
 def action_columns(transitions: TransitionSet) -> torch.Tensor:
@@ -21,8 +21,7 @@ def action_columns(transitions: TransitionSet) -> torch.Tensor:
 def parse(model: nn.Module, encoded: list[tuple[list[int], list[int]]], transitions: TransitionSet,
           batch_sentences: int) -> list[Configuration]:
     """Parse sentences given as (word ids, tag ids) with ROOT at 0; the final configurations, in order."""
-    columns = action_columns(transitions)
-    assert (SHIFT, LEFT, RIGHT) == (0, 1, 2)
+    columns = action_columns(transitions)  # Configuration.legal() is ordered (SHIFT, LEFT, RIGHT) = (0, 1, 2)
     done: list[Configuration] = []
     for start in range(0, len(encoded), batch_sentences):
         chunk = encoded[start:start + batch_sentences]
