@@ -17,6 +17,7 @@ from torch import nn
 from meprop_cli.data.conllu import Sentence, read_conllu, write_conllu
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
+from meprop_cli.nn.mlp import ACTIVATIONS
 from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.parse.decode import parse
 from meprop_cli.tasks.parse.evaluate import attachment_scores
@@ -99,19 +100,21 @@ class ParseTask(Task):
         if cfg.min_word_count < 1 or cfg.embed_dim < 1 or cfg.embed_init <= 0:
             raise ConfigError("task.min_word_count and task.embed_dim must be at least 1 and task.embed_init "
                               "above 0")
+        if cfg.activation not in ACTIVATIONS:
+            raise ConfigError(f"task.activation={cfg.activation} is unknown; use one of {', '.join(ACTIVATIONS)}")
         self.gold = {split: read_conllu(self.conllu_path(split)) for split in SPLITS}
         self.vocabs = Vocabularies.build(self.gold["train"], cfg.min_word_count, cfg.labeled)
         self.transitions = TransitionSet(tuple(range(1, len(self.vocabs.labels))))
+        self.encoded, self.tag_files = {}, {"dev": GOLD_TAGS, "test": GOLD_TAGS}
+        for split in ("dev", "test"):  # before the oracle, so a wrong pos_source fails at once
+            tags = self.tag_source(split)
+            self.encoded[split] = [self.vocabs.encode(s, tags[i] if tags else None)
+                                   for i, s in enumerate(self.gold[split])]
         self.train_feats, self.train_targets, self.skipped = oracle_examples(
             self.gold["train"], self.vocabs, self.transitions, cfg.labeled)
         log.info("parse: %d training trees, %d skipped (non-projective or not single-rooted), %d transition "
                  "examples, %d transitions", len(self.gold["train"]) - self.skipped, self.skipped,
                  len(self.train_targets), len(self.transitions))
-        self.encoded, self.tag_files = {}, {"dev": GOLD_TAGS, "test": GOLD_TAGS}
-        for split in ("dev", "test"):
-            tags = self.tag_source(split)
-            self.encoded[split] = [self.vocabs.encode(s, tags[i] if tags else None)
-                                   for i, s in enumerate(self.gold[split])]
 
     def build_model(self, method: Method) -> nn.Module:
         cfg = self.cfg

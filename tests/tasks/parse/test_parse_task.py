@@ -111,6 +111,11 @@ def test_predicted_tags_must_match_the_treebank(tiny_treebank, make_cfg, tmp_pat
         train(make_cfg(tiny_overrides(tiny_treebank, f"task.pos_source={tmp_path}/nowhere")), tmp_path / "r2")
 
 
+def test_an_unknown_activation_is_a_config_error(tiny_treebank, make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="activation"):
+        train(make_cfg(tiny_overrides(tiny_treebank, "task.activation=swish")), tmp_path / "run")
+
+
 def test_missing_treebank_says_how_to_get_it(tmp_path, make_cfg):
     with pytest.raises(DataError, match="meprop data fetch ewt"):
         train(make_cfg(tiny_overrides(tmp_path)), tmp_path / "run")
