@@ -61,6 +61,15 @@ class PosTaskConfig(TaskConfig):
     word_dropout: float = 0.25  # α: a training word seen c times becomes UNK with probability α/(α+c)
     min_feature_count: int = 2  # feature values rarer than this in train map to UNK
     bucket: int = 20  # batches per pool of shuffled sentences sorted by length: a batch runs max-length steps
+class ParseTaskConfig(TaskConfig):
+    name: str = "parse"
+    dataset: str = "ud-english-ewt"  # folder under data_root holding the treebank
+    file_prefix: str = "en_ewt-ud"  # files are PREFIX-train/dev/test.conllu
+    labeled: bool = True  # left/right-arc per universal DEPREL; false: 3 unlabeled transitions
+    embed_dim: int = 50  # size of each of the 48 feature embeddings (Chen & Manning)
+    embed_init: float = 1.0  # embeddings start uniform in ±embed_init; C&M's ±0.01 left Adam ~5x slower to start
+    min_word_count: int = 2  # rarer training words are UNK, so UNK gets trained
+    pos_source: str = "gold"  # gold XPOS, or a POS run folder: parse test (and dev) with its predicted tags
 
 
 @dataclass
@@ -112,6 +121,7 @@ def register_configs() -> None:
     cs.store(group="task", name="base_digits", node=DigitsTaskConfig)
     cs.store(group="task", name="base_mnist_mlp", node=MnistMlpTaskConfig)
     cs.store(group="task", name="base_pos", node=PosTaskConfig)
+    cs.store(group="task", name="base_parse", node=ParseTaskConfig)
     cs.store(group="method", name="base_method", node=MethodConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)
 

@@ -9,11 +9,13 @@ from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.digits import DigitsTask
 from meprop_cli.tasks.mnist import MnistMlpTask
 from meprop_cli.tasks.pos import PosTask
+from meprop_cli.tasks.parse import ParseTask
 
 TASKS: dict[str, type[Task]] = {
     "digits": DigitsTask,
     "mnist_mlp": MnistMlpTask,
     "pos": PosTask,
+    "parse": ParseTask,
 }
 
 
