@@ -61,6 +61,9 @@ class PosTaskConfig(TaskConfig):
     word_dropout: float = 0.25  # α: a training word seen c times becomes UNK with probability α/(α+c)
     min_feature_count: int = 2  # feature values rarer than this in train map to UNK
     bucket: int = 20  # batches per pool of shuffled sentences sorted by length: a batch runs max-length steps
+
+
+@dataclass
 class ParseTaskConfig(TaskConfig):
     name: str = "parse"
     dataset: str = "ud-english-ewt"  # folder under data_root holding the treebank
