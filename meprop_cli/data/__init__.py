@@ -1,0 +1,1 @@
+"""Dataset readers and downloads. Knows nothing of models or training."""

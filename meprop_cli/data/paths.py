@@ -1,0 +1,18 @@
+"""The one data-root setting: config key `data_root`, environment variable MEPROP_DATA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from meprop_cli.errors import DataError
+
+SETTING = "data_root=PATH (or the environment variable MEPROP_DATA)"
+
+
+def find_file(root: str | Path, dataset: str, names: list[str]) -> Path:
+    """The first of `names` present in root/dataset, or a DataError that says how to get it."""
+    folder = Path(root).expanduser() / dataset
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{dataset} file {names[0]} not found in {folder.resolve()}: set {SETTING} to the folder "
+                    f"holding {dataset}/, or download it with `meprop data fetch {dataset} --root {Path(root)}`")
