@@ -8,10 +8,12 @@ from meprop_cli.errors import ConfigError
 from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.digits import DigitsTask
 from meprop_cli.tasks.mnist import MnistMlpTask
+from meprop_cli.tasks.mnist_cnn import MnistCnnTask
 
 TASKS: dict[str, type[Task]] = {
     "digits": DigitsTask,
     "mnist_mlp": MnistMlpTask,
+    "mnist_cnn": MnistCnnTask,
 }
 
 
