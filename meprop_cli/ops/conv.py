@@ -28,8 +28,6 @@ import torch.nn.functional as F
 from meprop_cli.ops.meprop import SelectionState
 from meprop_cli.ops.timing import linear_backward_timer
 
-# torch marks CSR as beta; the two products used here (CSR @ dense) are stable since torch 1.13.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 def keep_count(topk_ratio: float, slice_size: int) -> int:
@@ -114,8 +112,10 @@ def sparse_weight_grad(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int,
     channels, k = positions.shape
     kernel = (weight.shape[2], weight.shape[3])
     crow = torch.arange(0, channels * k + 1, k, device=values.device)
-    top_g = torch.sparse_csr_tensor(crow, positions.reshape(-1), values.reshape(-1), (channels, slice_size),
-                                    check_invariants=False)
+    with warnings.catch_warnings():  # torch calls CSR "beta"; CSR @ dense, all that is used here, is stable
+        warnings.simplefilter("ignore")
+        top_g = torch.sparse_csr_tensor(crow, positions.reshape(-1), values.reshape(-1), (channels, slice_size),
+                                        check_invariants=False)
     grad_w_rows = top_g @ im2col_rows(x, kernel, stride, padding)  # (C × kh·kw·C_in)
     return grad_w_rows.reshape(channels, *kernel, -1).permute(0, 3, 1, 2).contiguous()
 

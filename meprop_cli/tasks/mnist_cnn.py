@@ -18,7 +18,7 @@ IMAGE_SIDE = 28
 
 
 class MnistCnn(nn.Module):
-    """conv k×k×c₁ (stride 1, same padding) → [BN] → ReLU → max-pool 2×2 → ... → FC hidden → ReLU → FC 10.
+    """conv k×k×c₁ (stride 1, same padding) → [BN] → ReLU → 2×2 max-pool → ... → FC hidden → ReLU → FC.
 
     Convolutions come from method.make_conv (meProp-CNN sparsifies their output gradient), the fully
     connected layers from method.make_linear (full gradients under meprop_cnn, as in the paper).
