@@ -145,3 +145,15 @@ def test_stats_count_nonzero_gradient_before_and_after_the_top_k(problem):
     assert summary["steps"] == 1
     assert summary["first_step_nonzero"] == pytest.approx(1 / 3)
     assert summary["mean_nonzero_after_topk"] == pytest.approx(4 * k / g.numel())
+
+
+def test_maps_already_sparser_than_k_keep_all_their_nonzero_entries(problem):
+    x, w, b, g = problem
+    g = g.clone()
+    g[:, 1:] *= (torch.rand(3, 3, 9, 9, generator=torch.Generator().manual_seed(3)) < 0.03).double()  # few left
+    k = keep_count(0.1, 243)
+    assert ((g != 0).sum(dim=(0, 2, 3))[1:] <= k).all() and int((g[:, 0] != 0).sum()) > k
+    expected = g * reference_keep_mask(g.abs(), k)
+    assert torch.equal(feature_map_sparsify(g, 0.1), expected)
+    for got, want in zip(grads(x, w, b, g, ratio=0.1), dense_grads(x, w, b, expected)):
+        torch.testing.assert_close(got, want)

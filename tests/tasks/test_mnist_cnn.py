@@ -13,7 +13,7 @@ from meprop_cli.tasks.mnist_cnn import MnistCnnTask
 from meprop_cli.train import train
 
 FAST = ["task=mnist_cnn", "task.channels=[4,8]", "task.hidden=[16]", "trainer.progress=none",
-        "trainer.checkpoint=false", "task.eval_batch_size=50"]
+        "trainer.threads=1", "trainer.checkpoint=false", "task.eval_batch_size=50"]
 
 
 @pytest.fixture
