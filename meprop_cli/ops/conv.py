@@ -43,6 +43,23 @@ def feature_maps(g: torch.Tensor) -> torch.Tensor:
     return g.transpose(0, 1).reshape(g.shape[1], -1)
 
 
+def topk_of_positive(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Column indices (rows, k) of each row's k largest entries, for rows with more than k positive entries.
+
+    The positive entries are first packed to the left of a narrower matrix (ReLU and max-pooling leave a
+    conv gradient mostly zero), so the top-k scans only them; the result is that of score.topk(k).
+    """
+    positive = score > 0
+    rows, cols = positive.nonzero(as_tuple=True)
+    slot = (positive.cumsum(dim=1) - 1)[rows, cols]  # rank of each positive entry within its row
+    width = int(slot.max()) + 1
+    packed = score.new_zeros(score.shape[0], width)  # zero padding loses to every positive entry
+    packed[rows, slot] = score[rows, cols]
+    where = torch.zeros(score.shape[0], width, dtype=torch.int64, device=score.device)
+    where[rows, slot] = cols
+    return where.gather(1, packed.topk(k, dim=1, sorted=False).indices)
+
+
 def feature_map_keep(g_maps: torch.Tensor, k: int, decay: float = 0.0,
                      state: SelectionState | None = None) -> torch.Tensor:
     """Boolean (C, batch·h·w) mask of the entries each feature map keeps: its top-k by score, zeros left out.
@@ -58,7 +75,7 @@ def feature_map_keep(g_maps: torch.Tensor, k: int, decay: float = 0.0,
         return keep & torch.zeros_like(keep).scatter_(1, top, True)
     crowded = (keep.sum(dim=1) > k).nonzero().squeeze(1)  # maps with more than k nonzero entries
     if crowded.numel():
-        top = g_maps.index_select(0, crowded).abs().topk(k, dim=1, sorted=False).indices
+        top = topk_of_positive(g_maps.index_select(0, crowded).abs(), k)
         keep[crowded] = torch.zeros(crowded.numel(), keep.shape[1], dtype=torch.bool,
                                     device=keep.device).scatter_(1, top, True)
     return keep
