@@ -18,8 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from meprop_cli.ops.conv import (feature_map_keep, feature_maps, im2col_rows, keep_count, meprop_conv2d,
-                                 sparse_weight_grad)
+from meprop_cli.ops.conv import feature_map_topk, im2col_rows, keep_count, meprop_conv2d, sparse_weight_grad
 
 LAYERS = {  # name: (in channels, out channels, side, needs input gradient) of the paper's MNIST CNN
     "conv1": (1, 32, 28, False),
@@ -65,20 +64,20 @@ def time_call(fn, repeat: int, clock) -> float:
 
 def parts(x: torch.Tensor, weight: torch.Tensor, g: torch.Tensor, ratio: float, repeat: int, clock) -> str:
     """Where the sparse backward's time goes, next to the dense weight-only and input-only gradients."""
-    g_maps = feature_maps(g)
-    k = keep_count(ratio, g_maps.shape[1])
-    keep = feature_map_keep(g_maps, k)
+    slice_size = g.shape[0] * g.shape[2] * g.shape[3]
+    k = keep_count(ratio, slice_size)
+    positions, values = feature_map_topk(g, ratio)
     conv_backward = torch.ops.aten.convolution_backward
     timed = {
-        "select": lambda: feature_map_keep(feature_maps(g), k),
+        "select": lambda: feature_map_topk(g, ratio),
         "im2col": lambda: im2col_rows(x, (5, 5), (1, 1), (2, 2)),
-        "sparse dW": lambda: sparse_weight_grad(x, weight, (1, 1), (2, 2), g_maps, keep),
+        "sparse dW": lambda: sparse_weight_grad(x, weight, (1, 1), (2, 2), positions, values, slice_size),
         "dense dW": lambda: conv_backward(g, x, weight, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 1,
                                           [False, True, False]),
         "dense dx": lambda: conv_backward(g, x, weight, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 1,
                                           [True, False, False]),
     }
-    return f"    {ratio:.0%} (k={k} of {g_maps.shape[1]} per map): " + ", ".join(
+    return f"    {ratio:.0%} (k={k} of {slice_size} per map): " + ", ".join(
         f"{name} {time_call(fn, repeat, clock) * 1e3:.2f}" for name, fn in timed.items()) + " ms"
 
 

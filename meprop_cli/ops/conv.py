@@ -38,55 +38,29 @@ def keep_count(topk_ratio: float, slice_size: int) -> int:
     return max(1, min(slice_size, math.floor(topk_ratio * slice_size + 0.5 + 1e-9)))
 
 
-def feature_maps(g: torch.Tensor) -> torch.Tensor:
-    """g (batch, C, h, w) as (C, batch·h·w): row c is map c's slice, entry p = n·h·w + i·w + j."""
-    return g.transpose(0, 1).reshape(g.shape[1], -1)
+def feature_map_topk(g: torch.Tensor, topk_ratio: float, decay: float = 0.0,
+                     state: SelectionState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept entries of g (batch, C, h, w), per feature map: (positions, values), each (C, k).
 
-
-def topk_of_positive(score: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices (rows, k) of each row's k largest entries, for rows with more than k positive entries.
-
-    The positive entries are first packed to the left of a narrower matrix (ReLU and max-pooling leave a
-    conv gradient mostly zero), so the top-k scans only them; the result is that of score.topk(k).
+    Row c lists the kept positions p = n·h·w + i·w + j of map c (ascending) and g[n, c, i, j] there.
     """
-    positive = score > 0
-    rows, cols = positive.nonzero(as_tuple=True)
-    slot = (positive.cumsum(dim=1) - 1)[rows, cols]  # rank of each positive entry within its row
-    width = int(slot.max()) + 1
-    packed = score.new_zeros(score.shape[0], width)  # zero padding loses to every positive entry
-    packed[rows, slot] = score[rows, cols]
-    where = torch.zeros(score.shape[0], width, dtype=torch.int64, device=score.device)
-    where[rows, slot] = cols
-    return where.gather(1, packed.topk(k, dim=1, sorted=False).indices)
-
-
-def feature_map_keep(g_maps: torch.Tensor, k: int, decay: float = 0.0,
-                     state: SelectionState | None = None) -> torch.Tensor:
-    """Boolean (C, batch·h·w) mask of the entries each feature map keeps: its top-k by score, zeros left out.
-
-    Leaving out zero entries changes nothing (they add nothing to either product) and lets a map with at
-    most k nonzero entries skip the top-k at decay 0: ReLU and max-pooling leave many such maps.
-    """
-    keep = g_maps != 0
+    channels = g.shape[1]
+    g_maps = g.transpose(0, 1).reshape(channels, -1)  # (C, batch·h·w): one row per feature map
+    k = keep_count(topk_ratio, g_maps.shape[1])
+    score = g_maps.abs()
     if decay > 0.0:
         if state is None:
             raise ValueError("decay > 0 needs a SelectionState to keep run_grad across steps")
-        top = state.score(g_maps.abs(), decay).topk(k, dim=1, sorted=False).indices
-        return keep & torch.zeros_like(keep).scatter_(1, top, True)
-    crowded = (keep.sum(dim=1) > k).nonzero().squeeze(1)  # maps with more than k nonzero entries
-    if crowded.numel():
-        top = topk_of_positive(g_maps.index_select(0, crowded).abs(), k)
-        keep[crowded] = torch.zeros(crowded.numel(), keep.shape[1], dtype=torch.bool,
-                                    device=keep.device).scatter_(1, top, True)
-    return keep
+        score = state.score(score, decay)
+    positions = score.topk(k, dim=1, sorted=False).indices.sort(dim=1).values
+    return positions, g_maps.gather(1, positions)
 
 
 def feature_map_sparsify(g: torch.Tensor, topk_ratio: float, decay: float = 0.0,
                          state: SelectionState | None = None) -> torch.Tensor:
     """top(g) as a dense tensor of g's shape, the unkept entries zeroed."""
-    g_maps = feature_maps(g)
-    kept = g_maps * feature_map_keep(g_maps, keep_count(topk_ratio, g_maps.shape[1]), decay, state)
-    return kept.reshape(g.shape[1], g.shape[0], *g.shape[2:]).transpose(0, 1).contiguous()
+    positions, values = feature_map_topk(g, topk_ratio, decay, state)
+    return scatter_kept(g.shape, positions, values)
 
 
 @dataclass
@@ -129,22 +103,28 @@ def im2col_rows(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int
 
 
 def sparse_weight_grad(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                       g_maps: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """∂L/∂W = top(g) x'ᵀ (eq. 13) from the kept entries only (g_maps, keep: (C, batch·h·w), see feature_map_keep).
+                       positions: torch.Tensor, values: torch.Tensor, slice_size: int) -> torch.Tensor:
+    """∂L/∂W = top(g) x'ᵀ (eq. 13) from the kept entries only (positions, values: (C, k), see feature_map_topk).
 
-    top(g) becomes a sparse (C × batch·h·w) CSR matrix with at most C·k entries, so the product reads that
-    many rows of x' (kh·kw·C_in each) instead of C·batch·h·w; the dense work left is building x' (im2col).
+    top(g) is a sparse (C × batch·h·w) CSR matrix with C·k entries, so the product reads C·k rows of x'
+    (kh·kw·C_in each) instead of C·batch·h·w; the only dense work left is building x' (im2col rows).
     """
-    channels = g_maps.shape[0]
+    channels, k = positions.shape
     kernel = (weight.shape[2], weight.shape[3])
-    crow = torch.zeros(channels + 1, dtype=torch.int64, device=keep.device)
-    crow[1:] = keep.sum(dim=1).cumsum(0)
-    positions = keep.nonzero()[:, 1]  # row-major: by map, then ascending position, as CSR wants
+    crow = torch.arange(0, channels * k + 1, k, device=values.device)
     with warnings.catch_warnings():  # torch calls CSR "beta"; CSR @ dense, all that is used here, is stable
         warnings.simplefilter("ignore")
-        top_g = torch.sparse_csr_tensor(crow, positions, g_maps[keep], g_maps.shape, check_invariants=False)
+        top_g = torch.sparse_csr_tensor(crow, positions.reshape(-1), values.reshape(-1), (channels, slice_size),
+                                        check_invariants=False)
     grad_w_rows = top_g @ im2col_rows(x, kernel, stride, padding)  # (C × kh·kw·C_in)
     return grad_w_rows.reshape(channels, *kernel, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def scatter_kept(shape: torch.Size, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """top(g) as a dense (batch, C, h, w) tensor, the unkept entries zero."""
+    batch, channels, height, width = shape
+    kept = values.new_zeros(channels, batch * height * width).scatter_(1, positions, values)
+    return kept.reshape(channels, batch, height, width).transpose(0, 1).contiguous()
 
 
 class MePropConv2dFunction(torch.autograd.Function):
@@ -167,21 +147,18 @@ class MePropConv2dFunction(torch.autograd.Function):
 
         start = linear_backward_timer.clock()
         if sparse:
-            g_maps = feature_maps(grad_y)
-            keep = feature_map_keep(g_maps, keep_count(ctx.topk_ratio, slice_size), ctx.decay, ctx.state)
-            grad_x = grad_w = grad_b = None
+            positions, values = feature_map_topk(grad_y, ctx.topk_ratio, ctx.decay, ctx.state)
+            grad_x = grad_w = None
             if need_w:
-                grad_w = sparse_weight_grad(x, weight, ctx.stride, ctx.padding, g_maps, keep)
-            if need_x or need_b:
-                top_maps = g_maps * keep
-                grad_b = top_maps.sum(dim=1) if need_b else None
+                grad_w = sparse_weight_grad(x, weight, ctx.stride, ctx.padding, positions, values, slice_size)
             if need_x:
                 # CPU sparse kernels and col2im lose to oneDNN's dense input gradient here (see
                 # scripts/bench_conv.py), so ∂L/∂x is the dense product with the zero-filled top(g).
-                top_g = top_maps.reshape(grad_y.shape[1], grad_y.shape[0], *grad_y.shape[2:]).transpose(0, 1)
+                top_g = scatter_kept(grad_y.shape, positions, values)
                 grad_x = torch.ops.aten.convolution_backward(
-                    top_g.contiguous(), x, weight, None, list(ctx.stride), list(ctx.padding), [1, 1], False,
-                    [0, 0], 1, [True, False, False])[0]
+                    top_g, x, weight, None, list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1,
+                    [True, False, False])[0]
+            grad_b = values.sum(dim=1) if need_b else None
         else:
             grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
                 grad_y, x, weight, [weight.shape[0]] if need_b else None, list(ctx.stride), list(ctx.padding),
@@ -189,7 +166,7 @@ class MePropConv2dFunction(torch.autograd.Function):
         linear_backward_timer.add_since(start)
 
         if ctx.stats is not None:
-            kept = float(keep.sum()) / grad_y.numel() if sparse else nonzero
+            kept = float(torch.count_nonzero(values)) / grad_y.numel() if sparse else nonzero
             ctx.stats.add(nonzero, kept)
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from meprop_cli.ops import SelectionState
-from meprop_cli.ops.conv import GradientStats, feature_map_sparsify, keep_count, meprop_conv2d, topk_of_positive
+from meprop_cli.ops.conv import GradientStats, feature_map_sparsify, keep_count, meprop_conv2d
 
 
 def reference_keep_mask(score, k):
@@ -158,10 +158,3 @@ def test_maps_already_sparser_than_k_keep_all_their_nonzero_entries(problem):
     for got, want in zip(grads(x, w, b, g, ratio=0.1), dense_grads(x, w, b, expected)):
         torch.testing.assert_close(got, want)
 
-
-def test_top_k_of_positive_entries_matches_a_plain_top_k():
-    score = torch.rand(5, 40, generator=torch.Generator().manual_seed(4))
-    score[score < 0.6] = 0.0  # about 16 positive entries per row, k = 6
-    got = topk_of_positive(score, 6)
-    want = score.topk(6, dim=1).indices
-    assert torch.equal(got.sort(dim=1).values, want.sort(dim=1).values)
