@@ -76,10 +76,22 @@ class ParseTaskConfig(TaskConfig):
 
 
 @dataclass
+class MnistCnnTaskConfig(TaskConfig):
+    name: str = "mnist_cnn"
+    dev_size: int = 5000  # the first dev_size training images are the dev set (same split as mnist_mlp)
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # feature maps of each conv (+ 2×2 max-pool)
+    kernel_size: int = 5  # square kernels, stride 1, same padding
+    batch_norm: bool = False  # batch norm after each convolution, before the ReLU
+    hidden: list[int] = field(default_factory=lambda: [1024])  # fully connected layers after the convolutions
+    topk: Optional[int] = None  # no top-k on the fully connected layers unless given
+
+
+@dataclass
 class MethodConfig:
     name: str = MISSING  # baseline | meprop | meprop_unified | random | small
     mode: Optional[str] = None  # meProp selection: topk | unified | random; null = full back propagation
     hidden_is_k: bool = False  # small-hidden baseline: every hidden layer gets size topk, trained normally
+    conv_topk: bool = False  # meProp-CNN: keep topk_ratio of each conv feature map's output gradient
 
 
 @dataclass
@@ -115,6 +127,7 @@ class Config:
     topk: Optional[int] = None  # k of top-k for hidden layers (defaults to the task's)
     topk_output: Optional[int] = None  # k for the output layer (defaults to the task's; ≥ outputs = full)
     decay: float = 0.0  # run_grad momentum of the top-k selection (0 = plain top-k)
+    topk_ratio: Optional[float] = None  # meProp-CNN: share of each conv feature map's gradient kept (0.05 = 5%)
     data_root: str = "data"  # folder holding mnist/ and ud-english-ewt/ (env MEPROP_DATA)
 
 
@@ -125,6 +138,7 @@ def register_configs() -> None:
     cs.store(group="task", name="base_mnist_mlp", node=MnistMlpTaskConfig)
     cs.store(group="task", name="base_pos", node=PosTaskConfig)
     cs.store(group="task", name="base_parse", node=ParseTaskConfig)
+    cs.store(group="task", name="base_mnist_cnn", node=MnistCnnTaskConfig)
     cs.store(group="method", name="base_method", node=MethodConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)
 
@@ -148,6 +162,10 @@ def validate(cfg: Any) -> None:
         if method.mode is not None and cfg.topk > widest:
             raise ConfigError(f"topk={cfg.topk} is larger than the hidden layer ({widest} units); "
                               f"use topk between 1 and {widest}")
+    if cfg.topk_ratio is not None and not 0.0 < cfg.topk_ratio <= 1.0:
+        raise ConfigError(f"topk_ratio={cfg.topk_ratio} must be in (0, 1]: 0.05 keeps 5% of each feature map")
+    if method.conv_topk and cfg.topk_ratio is None:
+        raise ConfigError(f"method={method.name} needs a ratio: add topk_ratio=R (for example topk_ratio=0.05)")
     if cfg.topk_output is not None and cfg.topk_output < 1:
         raise ConfigError(f"topk_output={cfg.topk_output} must be a positive integer (or null for full gradient)")
     if not 0.0 <= cfg.decay < 1.0:

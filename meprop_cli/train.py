@@ -181,6 +181,7 @@ class Run:
 
     def finish(self, error: str | None) -> None:
         """Score test with the best-dev weights, write predictions and result.json."""
+        self.record.update(self.task.describe())  # again: now with what the task measured during training
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
             self.record["test"] = evaluate(self.task, self.model, "test")

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from meprop_cli.nn.conv import MePropConv2d
 from meprop_cli.nn.linear import MePropLinear
 from meprop_cli.ops import Sparsity
 
@@ -25,6 +26,7 @@ class Method:
     k_output: int | None  # k for the output layer (None: full gradient)
     decay: float = 0.0
     sparse_grad: bool = False  # meProp layers hand sparse row gradients to the row-sparse optimizer
+    topk_ratio: float | None = None  # meProp-CNN: share of each feature map's output gradient kept (None: full)
 
     def sparsity(self, role: str) -> Sparsity | None:
         """The sparsification of a layer's output gradient for role "hidden" or "output"."""
@@ -37,6 +39,12 @@ class Method:
 
     def make_linear(self, in_features: int, out_features: int, role: str) -> nn.Module:
         return MePropLinear(in_features, out_features, self.sparsity(role))
+
+    def make_conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                  padding: int = 0, bias: bool = True) -> nn.Module:
+        """A convolution whose output gradient keeps topk_ratio per feature map (full when topk_ratio is None)."""
+        return MePropConv2d(in_channels, out_channels, kernel_size, stride, padding, self.topk_ratio,
+                            self.decay if self.topk_ratio is not None else 0.0, bias)
 
 
 def build_method(cfg: Any) -> Method:
@@ -54,4 +62,5 @@ def build_method(cfg: Any) -> Method:
         k_output=int(cfg.topk_output) if uses_k and cfg.topk_output is not None else None,
         decay=float(cfg.decay),
         sparse_grad=bool(cfg.optim.sparse_update),
+        topk_ratio=float(cfg.topk_ratio) if method.conv_topk else None,
     )

@@ -10,12 +10,14 @@ from meprop_cli.tasks.digits import DigitsTask
 from meprop_cli.tasks.mnist import MnistMlpTask
 from meprop_cli.tasks.pos import PosTask
 from meprop_cli.tasks.parse import ParseTask
+from meprop_cli.tasks.mnist_cnn import MnistCnnTask
 
 TASKS: dict[str, type[Task]] = {
     "digits": DigitsTask,
     "mnist_mlp": MnistMlpTask,
     "pos": PosTask,
     "parse": ParseTask,
+    "mnist_cnn": MnistCnnTask,
 }
 
 

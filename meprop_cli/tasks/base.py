@@ -54,5 +54,6 @@ class Task(ABC):
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """Extra facts for result.json (dataset sizes, ...)."""
+        """Extra facts for result.json (dataset sizes, ...): merged after setup and again at the end of training,
+        so a task may also report what it measured during training."""
         return {}
