@@ -47,6 +47,23 @@ def evaluate(task: Task, model: torch.nn.Module, split: str) -> dict[str, float]
     return scores
 
 
+def timed_step(task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any,
+               times: dict[str, float]) -> tuple[torch.Tensor, int]:
+    """One update; adds its forward, backward and update seconds to times. Returns (loss, examples)."""
+    t0 = time.perf_counter()
+    loss, n = task.loss(model, batch)
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    t3 = time.perf_counter()
+    times["forward_s"] += t1 - t0
+    times["backward_s"] += t2 - t1
+    times["update_s"] += t3 - t2
+    return loss, n
+
+
 def use_progress_bar(setting: str) -> bool:
     return setting == "bar" or (setting == "auto" and sys.stderr.isatty())
 
@@ -129,17 +146,7 @@ class Run:
         for batch in batches:
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
-            t0 = time.perf_counter()
-            loss, n = self.task.loss(self.model, batch)
-            t1 = time.perf_counter()
-            loss.backward()
-            t2 = time.perf_counter()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            t3 = time.perf_counter()
-            times["forward_s"] += t1 - t0
-            times["backward_s"] += t2 - t1
-            times["update_s"] += t3 - t2
+            loss, n = timed_step(self.task, self.model, self.optimizer, batch, times)
             steps += 1
             self.step += 1
             examples += n

@@ -35,6 +35,7 @@ from meprop_cli.nn import MLP
 from meprop_cli.ops import linear_backward_timer, meprop_linear, native
 from meprop_cli.optim import build_optimizer
 from meprop_cli.tasks.base import Task
+from meprop_cli.train import timed_step
 
 # (label, meprop mode, sparse_grad): "topk, sparse dW" hands the weight gradient on as sparse rows, as
 # optim.sparse_update does; the others write a dense (out × in) gradient, whose size bounds their cost.
@@ -150,23 +151,12 @@ class Variant:
 
     def run(self, steps: int) -> dict[str, float]:
         """Per-step seconds of forward, backward (and its linear part) and update over `steps` steps."""
-        times = dict(forward=0.0, backward=0.0, linear_backward=0.0, update=0.0)
+        times = dict(forward_s=0.0, backward_s=0.0, update_s=0.0)
         linear_backward_timer.reset()
         for _ in range(steps):
-            batch = next(self.batches)
-            t0 = time.perf_counter()  # as meprop_cli.train.Run.train_epoch times its step
-            loss, _ = self.task.loss(self.model, batch)
-            t1 = time.perf_counter()
-            loss.backward()
-            t2 = time.perf_counter()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            t3 = time.perf_counter()
-            times["forward"] += t1 - t0
-            times["backward"] += t2 - t1
-            times["update"] += t3 - t2
-        times["linear_backward"] = linear_backward_timer.reset()
-        return {name: t / steps for name, t in times.items()}
+            timed_step(self.task, self.model, self.optimizer, next(self.batches), times)
+        times["linear_backward_s"] = linear_backward_timer.reset()
+        return {name[:-2]: t / steps for name, t in times.items()}  # forward, backward, ...
 
 
 def compose(overrides: list[str]) -> Any:
