@@ -17,6 +17,7 @@ task in the registry whose data loads.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -34,6 +35,7 @@ from meprop_cli.methods import Method
 from meprop_cli.nn import MLP
 from meprop_cli.ops import linear_backward_timer, meprop_linear, native
 from meprop_cli.optim import build_optimizer
+from meprop_cli.results import BENCH_COLUMNS
 from meprop_cli.tasks.base import Task
 from meprop_cli.train import timed_step
 
@@ -71,6 +73,7 @@ def linear_settings(quick: bool) -> list[dict[str, Any]]:
 
 def bench_linear(args: argparse.Namespace) -> None:
     modes = [m for m in MODES if not args.modes or m[0] in args.modes]
+    records: list[dict[str, Any]] = []
     print(f"## Linear backward (dx, dW, db) — kernels: {native.backend()}, threads: {torch.get_num_threads()}, "
           f"median of {args.reps} after warm-up (products over 1e9 multiply-adds: "
           f"{max(1, min(3, args.reps // 3))})\n")
@@ -103,9 +106,24 @@ def bench_linear(args: argparse.Namespace) -> None:
             for label, _, _ in modes:
                 t = statistics.median(times[(k, label)])
                 cells.append(f"{t * 1e3:.3f} ({dense / t:.1f}x)")
+                records.append(dict(zip(BENCH_COLUMNS, (s["batch"], s["n_in"], s["n_out"], k, label, dense * 1e3,
+                                                        t * 1e3)),
+                                    name=s["name"], calls=s["calls"], threads=torch.get_num_threads(),
+                                    kernels=native.backend()))
             print(f"| {s['name']} | {s['batch']} | {s['n_in']} → {s['n_out']} | {k} | {s['n_out'] / k:.0f} | "
                   f"{dense * 1e3:.3f} | " + " | ".join(cells) + " |", flush=True)
     print()
+    if args.out:
+        write_records(Path(args.out), records)
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """The measurements as JSON lines (results.BENCH_COLUMNS and the setting), for `meprop table --kind synthetic`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:  # appended: repeated runs become the table's n
+        for record in records:
+            out.write(json.dumps(record) + "\n")
+    print(f"{len(records)} records appended to {path}")
 
 
 # -- whole training step --------------------------------------------------------------------------
@@ -262,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parse-outputs", type=int, default=25,
                         help="outputs of the synthetic parsing MLP (the paper's 25 transitions)")
     parser.add_argument("--data-root", default=os.environ.get("MEPROP_DATA", "data"))
+    parser.add_argument("--out", help="linear backward: also append the measurements to this .jsonl file "
+                                       "(read by `meprop table FILE --kind synthetic`)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     os.environ["MEPROP_KERNELS"] = args.kernels

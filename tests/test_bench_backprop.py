@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from meprop_cli.results import read_benchmark
+from meprop_cli.table import build_synthetic
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_backprop.py"
 
 
@@ -31,6 +34,19 @@ def test_linear_table_has_every_setting_and_mode(bench, capsys):
     for r in rows:
         assert float(r[4]) == int(r[2].split("→")[1]) / int(r[3])  # ideal n/k
         assert len(r) == 11 and all(cell.endswith("x)") for cell in r[6:])  # each mode: time (speedup)
+
+
+def test_out_appends_records_that_the_synthetic_table_reads(bench, capsys, tmp_path):
+    out = tmp_path / "bench.jsonl"
+    for _ in range(2):
+        bench.main(["--quick", "--reps", "1", "--only", "Table 7", "--modes", "topk", "unified", "--out", str(out)])
+    records = read_benchmark(out)
+    assert len(records) == 2 * 2 * 2  # two runs × k 8, 32 × two modes
+    assert {(r["k"], r["mode"]) for r in records} == {(8, "topk"), (32, "topk"), (8, "unified"), (32, "unified")}
+    assert all(r["batch"] == 128 and r["in"] == r["out"] == 1024 and r["sparse_ms"] > 0 for r in records)
+    table = build_synthetic(records)
+    assert table.headers[:2] == ["name", "mode"]
+    assert [row[-1] for row in table.rows] == ["2"] * 4  # each setting measured twice
 
 
 def test_whole_step_compares_three_variants_on_the_parsing_shape(bench, capsys):

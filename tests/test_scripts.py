@@ -1,7 +1,9 @@
 """scripts/: one script per paper table or figure, each stating its wall time and offering --quick."""
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,16 @@ def test_script_states_its_wall_time_parses_and_offers_quick(script, tmp_path):
                            env={"MEPROP": "false", "PATH": "/usr/bin:/bin"})
     assert wrong.returncode == 2 and "unknown option --fast" in wrong.stderr
     assert not any(tmp_path.iterdir())  # neither --help nor a wrong option starts a sweep
+
+
+def test_table7_quick_runs_the_benchmark_and_builds_its_table(tmp_path):
+    """The one script that trains nothing runs end to end: benchmark records → the synthetic table."""
+    script = next(p for p in SCRIPTS if p.name == "table7_synthetic.sh")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHON": sys.executable, "MEPROP": str(bin_dir / "meprop"), "OUT": str(tmp_path / "out")}
+    done = subprocess.run(["bash", str(script), "--quick"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "out" / "table7_synthetic.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| Table 7 synthetic 1024 |")]
+    assert len(rows) == 5 * 2  # five modes × k = 8, 32
+    assert (tmp_path / "out" / "bench_backprop.jsonl").read_text().count("\n") == 10
