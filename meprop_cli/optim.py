@@ -49,54 +49,62 @@ def rows_of(grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
     return grad.indices()[0].contiguous(), grad.values().contiguous()
 
 
-class LazyAdam(torch.optim.Optimizer):
+class RowSparseOptimizer(torch.optim.Optimizer):
+    """The step loop of the lazy optimizers: each parameter's state, then one row-wise update (subclasses)."""
+
+    def new_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, p: torch.Tensor, state: dict[str, Any], rows: torch.Tensor | None, grad: torch.Tensor,
+               group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, **self.new_state(p))
+                state["step"] += 1
+                rows, grad = rows_of(p.grad)
+                self.update(p, state, rows, grad, group)
+        return loss
+
+
+def zeros_state(p: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(p, memory_format=torch.contiguous_format)
+
+
+class LazyAdam(RowSparseOptimizer):
     """torch.optim.Adam, except that a sparse row gradient updates only its rows (module doc)."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else torch.enable_grad()(closure)()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                state["step"] += 1
-                rows, grad = rows_of(p.grad)
-                native.adam_rows(p, state["exp_avg"], state["exp_avg_sq"], grad, rows, lr=group["lr"], beta1=beta1,
-                                 beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                                 step=state["step"])
-        return loss
+    def new_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(exp_avg=zeros_state(p), exp_avg_sq=zeros_state(p))
+
+    def update(self, p, state, rows, grad, group) -> None:
+        beta1, beta2 = group["betas"]
+        native.adam_rows(p, state["exp_avg"], state["exp_avg_sq"], grad, rows, lr=group["lr"], beta1=beta1,
+                         beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], step=state["step"])
 
 
-class LazyAdagrad(torch.optim.Optimizer):
+class LazyAdagrad(RowSparseOptimizer):
     """torch.optim.Adagrad (lr_decay 0), updating only the rows of a sparse row gradient: the same steps."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-2, eps: float = 1e-10,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else torch.enable_grad()(closure)()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["sum"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                state["step"] += 1
-                rows, grad = rows_of(p.grad)
-                native.adagrad_rows(p, state["sum"], grad, rows, lr=group["lr"], eps=group["eps"],
-                                    weight_decay=group["weight_decay"])
-        return loss
+    def new_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(sum=zeros_state(p))
+
+    def update(self, p, state, rows, grad, group) -> None:
+        native.adagrad_rows(p, state["sum"], grad, rows, lr=group["lr"], eps=group["eps"],
+                            weight_decay=group["weight_decay"])

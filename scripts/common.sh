@@ -51,21 +51,29 @@ sweep() {
   echo "== $name: $((SECONDS - start)) s"
 }
 
-# table KIND FILE SWEEP...: the table of those sweeps, written to $OUT/FILE and shown.
-table() {
-  local kind="$1" file="$2"; shift 2
+# of_sweeps COMMAND KIND FILE SWEEP...: `meprop table` or `meprop plot` of those sweeps, written to $OUT/FILE.
+of_sweeps() {
+  local command="$1" kind="$2" file="$3"; shift 3
   local dirs=()
   for name in "$@"; do dirs+=("$OUT/sweeps/$name"); done
-  "$MEPROP" table "${dirs[@]}" --kind "$kind" --out "$OUT/$file"
-  cat "$OUT/$file"
+  "$MEPROP" "$command" "${dirs[@]}" --kind "$kind" --out "$OUT/$file"
+}
+
+# table KIND FILE SWEEP...: the table of those sweeps, written to $OUT/FILE and shown.
+table() {
+  of_sweeps table "$@"
+  cat "$OUT/$2"
 }
 
 # plot KIND FILE SWEEP...: the figure of those sweeps, written to $OUT/FILE.
 plot() {
-  local kind="$1" file="$2"; shift 2
-  local dirs=()
-  for name in "$@"; do dirs+=("$OUT/sweeps/$name"); done
-  "$MEPROP" plot "${dirs[@]}" --kind "$kind" --out "$OUT/$file"
+  of_sweeps plot "$@"
+}
+
+# mnist_ratio_sweeps: the MNIST-MLP (Adam) baseline and meProp at k = 5 ... 160 that Fig. 4's three panels share.
+mnist_ratio_sweeps() {
+  sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20  # the baseline and k = 20
+  sweep ratio_mnist_mlp task=mnist_mlp optim=adam method=meprop topk=5,10,40,80,160
 }
 
 # k_of TASK OPTIMIZER: the paper's k for the meProp row of Table 1.

@@ -5,8 +5,7 @@
 # --quick: about 2 min.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
-sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20  # the baseline and k = 20
-sweep ratio_mnist_mlp task=mnist_mlp optim=adam method=meprop topk=5,10,40,80,160
+mnist_ratio_sweeps
 plot ratio fig4_ratio.png main_mnist_mlp_adam ratio_mnist_mlp
 "$MEPROP" table "$OUT/sweeps/main_mnist_mlp_adam" "$OUT/sweeps/ratio_mnist_mlp" --kind main --out "$OUT/fig4_ratio.md"
 echo "figure: $OUT/fig4_ratio.png, numbers: $OUT/fig4_ratio.md"

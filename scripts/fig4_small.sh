@@ -5,8 +5,7 @@
 # fig4_ratio.sh's runs (reused if it, or table1_main.sh, ran); --quick: about 2 min.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
-sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20  # the baseline and k = 20
-sweep ratio_mnist_mlp task=mnist_mlp optim=adam method=meprop topk=5,10,40,80,160
+mnist_ratio_sweeps
 sweep small_mnist_mlp task=mnist_mlp optim=adam method=small topk=5,10,20,40,80,160
 plot small fig4_small.png main_mnist_mlp_adam ratio_mnist_mlp small_mnist_mlp
 echo "figure: $OUT/fig4_small.png"
