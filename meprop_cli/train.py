@@ -9,11 +9,14 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -244,6 +247,24 @@ class Run:
         log.info("resumed from %s after epoch %d", path, self.epoch)
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (kill, a scheduler's time limit) like Ctrl-C, so the run still scores test and writes its result."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train as cfg says, writing the run folder; returns the result record (also in result.json)."""
-    return Run(cfg, run_dir).fit()
+    with sigterm_as_interrupt():
+        return Run(cfg, run_dir).fit()

@@ -1,7 +1,12 @@
 """`meprop` end to end in subprocesses, as a user runs it from any working directory."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
-from conftest import run_meprop
+from conftest import REPO, run_meprop
 
 
 def test_train_on_digits_writes_a_run_folder(tmp_path):
@@ -63,3 +68,22 @@ def test_help_and_cfg_job_work(tmp_path):
 def test_unknown_command_is_one_line(tmp_path):
     proc = run_meprop(["trian"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("meprop: error: unknown command 'trian'")
+
+
+def test_a_killed_run_still_scores_test_and_writes_its_result(tmp_path):
+    """SIGTERM (kill, a scheduler's time limit) is handled like Ctrl-C: no result is lost."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "meprop_cli", "train", "trainer.max_epochs=1000",
+                             "trainer.progress=none", "trainer.threads=1", f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "failed" and "interrupted during epoch" in record["error"]
+    assert record["epochs_run"] >= 2 and record["test"]["accuracy"] > 0.5  # test at the best epoch so far
+    assert "resume with trainer.resume=true" in record["error"]
