@@ -159,17 +159,19 @@ def run_frame(runs: Iterable[results.RunFolder]) -> pd.DataFrame:
     if frame.empty:
         return frame
     base = frame[frame["method"] == BASELINE]
-    timing = ["linear_backward_s", "backward_s", "forward_s", "train_s", "dev", "test"]
+    timing = ["linear_backward_s", "backward_s", "forward_s", "train_s", "dev", "test", "epochs_run"]
     means = base.groupby(["task", "optimizer", "seed", "context"], dropna=False)[timing].mean()
     lookup = {key: row for key, row in means.iterrows()}
     for name in ("linear_speedup", "backward_speedup", "train_speedup", "dev_delta", "test_delta"):
         frame[name] = None
     frame["has_baseline"] = False
+    frame["baseline_epochs"] = None
     for i, row in frame.iterrows():
         b = lookup.get((row["task"], row["optimizer"], row["seed"], row["context"]))
         if b is None or row["method"] == BASELINE:
             continue
         frame.at[i, "has_baseline"] = True
+        frame.at[i, "baseline_epochs"] = number(b["epochs_run"])
         frame.at[i, "linear_speedup"] = ratio(b["linear_backward_s"], row["linear_backward_s"])
         frame.at[i, "backward_speedup"] = ratio(b["backward_s"], row["backward_s"])
         frame.at[i, "train_speedup"] = ratio(b["train_s"], row["train_s"])
@@ -421,6 +423,13 @@ def build_table(runs: list[results.RunFolder], kind: str) -> Table:
         if len(lacking) and any(c.extra for c in spec.values):
             notes.append(f"{len(lacking)} run(s) have no baseline run (method=baseline, same task, optimizer, "
                          f"seed and settings), so no speedup or delta: {', '.join(lacking['run'])}")
+        uneven = frame[frame["has_baseline"].astype(bool) & frame["baseline_epochs"].notna()
+                       & (frame["epochs_run"].astype(float) != frame["baseline_epochs"].astype(float))]
+        if len(uneven) and any(c.style == "time" for c in spec.values):
+            notes.append("times are totals over a run, and these ran a different number of epochs than their "
+                         "baseline, so their speedups mix epochs with speed: " +
+                         ", ".join(f"{r['run']} ({r['epochs_run']} epochs, baseline {r['baseline_epochs']:g})"
+                                   for _, r in uneven.iterrows()))
     caption = (f"{spec.caption} Dev and test in %, test at the best dev epoch ('Iter'); mean ± std over the n "
                f"runs (seeds) of a setting; (+x.xx) = difference from the baseline of the same task, optimizer and "
                f"seed; (Nx) = baseline time / this time.")

@@ -103,6 +103,17 @@ def test_runs_without_a_baseline_of_the_same_seed_get_no_delta_and_a_note(tmp_pa
     assert any("1 run(s) have no baseline run" in note and str(tmp_path / "m") in note for note in built.notes)
 
 
+def test_a_run_cut_short_keeps_its_speedup_with_a_note_that_its_epochs_differ(tmp_path):
+    write_run(tmp_path, "b", method="baseline")
+    write_run(tmp_path, "m", method="meprop", extra_result={"epochs_run": 12})  # interrupted, say
+    write_run(tmp_path, "even", method="meprop", k=40)
+    built, _ = table.make_table([tmp_path], "main")
+    assert one(built, k="20")["backprop time (s)"] == "15.0 (1.0x)"
+    uneven = [note for note in built.notes if "different number of epochs" in note]
+    assert len(uneven) == 1 and f"{tmp_path / 'm'} (12 epochs, baseline 20)" in uneven[0]
+    assert str(tmp_path / "even") not in uneven[0]
+
+
 def test_settings_that_differ_outside_the_kinds_columns_get_their_own_column(tmp_path):
     write_run(tmp_path, "a", method="meprop", max_epochs=20, test=0.97)
     write_run(tmp_path, "b", method="meprop", max_epochs=5, test=0.93)
