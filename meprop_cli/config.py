@@ -103,6 +103,7 @@ class OptimConfig:
     momentum: float = 0.0  # SGD
     weight_decay: float = 0.0
     sparse_update: bool = False  # update only the rows meProp gave gradient (lazy Adam/AdaGrad, optim.py)
+    lr_decay: float = 1.0  # epoch e trains at lr · lr_decay^(e−1); 1 keeps it constant (the papers)
 
 
 @dataclass
@@ -178,6 +179,8 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"task.dropout={cfg.task.dropout} must be in [0, 1)")
     if cfg.optim.name not in OPTIMIZERS:
         raise ConfigError(f"optim.name={cfg.optim.name} is unknown; use one of {', '.join(OPTIMIZERS)}")
+    if not 0.0 < cfg.optim.lr_decay <= 1.0:
+        raise ConfigError(f"optim.lr_decay={cfg.optim.lr_decay} must be in (0, 1]: 1 keeps the learning rate constant")
     if cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1")
     if cfg.trainer.progress not in PROGRESS:

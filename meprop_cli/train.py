@@ -138,6 +138,7 @@ class Run:
 
     def train_epoch(self, epoch: int) -> None:
         cfg = self.cfg.trainer
+        lr = self.set_epoch_lr(epoch)
         times = dict.fromkeys(PHASES, 0.0)
         linear_backward_timer.reset()
         examples, loss_sum, steps = 0, 0.0, 0
@@ -169,11 +170,18 @@ class Run:
         self.epoch = epoch
         self.record["epochs_run"] = epoch
         busy = times["forward_s"] + times["backward_s"] + times["update_s"]
-        line = {"step": self.step, "train_loss": loss_sum / max(examples, 1), "examples": examples,
+        line = {"step": self.step, "lr": lr, "train_loss": loss_sum / max(examples, 1), "examples": examples,
                 "examples_per_s": examples / busy if busy > 0 else None, "timing": times}
         dev = evaluate(self.task, self.model, "dev")
         self.consider(dev, epoch, line)
         self.save_last()
+
+    def set_epoch_lr(self, epoch: int) -> float:
+        """optim.lr_decay: epoch e trains at lr · lr_decay^(e−1), from the optimizer's own starting lr."""
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])  # saved with the optimizer: a resumed run keeps it
+            group["lr"] = group["initial_lr"] * self.cfg.optim.lr_decay ** (epoch - 1)
+        return self.optimizer.param_groups[0]["lr"]
 
     def consider(self, dev: dict[str, float], epoch: int, extra: dict[str, Any]) -> None:
         """Log an evaluation of dev, and keep the model if it is the best so far."""

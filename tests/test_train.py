@@ -88,3 +88,29 @@ def test_resume_without_a_checkpoint_is_a_clear_error(make_cfg, tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         train(make_cfg(["trainer.resume=true"]), tmp_path)
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
+
+
+def test_lr_decay_lowers_the_learning_rate_every_epoch_and_survives_a_resume(make_cfg, tmp_path, monkeypatch):
+    overrides = ["trainer.max_epochs=3", "trainer.progress=none", "optim.lr=0.002", "optim.lr_decay=0.5"]
+    train(make_cfg(overrides), tmp_path / "full")
+    assert [line["lr"] for line in results.read_metrics(tmp_path / "full")] == [0.002, 0.001, 0.0005]
+
+    original = Run.train_epoch
+
+    def interrupt_in_epoch_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        original(self, epoch)
+
+    monkeypatch.setattr(Run, "train_epoch", interrupt_in_epoch_3)
+    train(make_cfg(overrides), tmp_path / "cut")
+    monkeypatch.setattr(Run, "train_epoch", original)
+    train(make_cfg([*overrides, "trainer.resume=true"]), tmp_path / "cut")
+    assert [line["lr"] for line in results.read_metrics(tmp_path / "cut")] == [0.002, 0.001, 0.0005]
+
+
+def test_lr_decay_outside_0_1_is_a_config_error(make_cfg, tmp_path):
+    from meprop_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.lr_decay=0.0 must be in"):
+        train(make_cfg(["optim.lr_decay=0"]), tmp_path)
