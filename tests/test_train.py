@@ -58,18 +58,21 @@ def test_eval_every_steps_adds_dev_evaluations(make_cfg, tmp_path):
     assert steps == [50, 100, 120]  # 1,197 training images in batches of 10 = 120 updates
 
 
+def interrupted_in_epoch(stop: int, original):
+    """Run.train_epoch (the original), except that epoch `stop` is interrupted as Ctrl-C would."""
+    def train_epoch(self, epoch):
+        if epoch == stop:
+            raise KeyboardInterrupt
+        original(self, epoch)
+    return train_epoch
+
+
 def test_interrupted_run_keeps_its_best_and_resumes(make_cfg, tmp_path, monkeypatch):
     cfg = make_cfg(["trainer.max_epochs=3", "trainer.progress=none"])
     full = train(cfg, tmp_path / "full")
 
     original = Run.train_epoch
-
-    def interrupt_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        original(self, epoch)
-
-    monkeypatch.setattr(Run, "train_epoch", interrupt_in_epoch_3)
+    monkeypatch.setattr(Run, "train_epoch", interrupted_in_epoch(3, original))
     cut = train(cfg, tmp_path / "cut")
     assert cut["status"] == "failed" and "interrupted during epoch 3" in cut["error"]
     assert cut["epochs_run"] == 2 and cut["test"]  # best-so-far test score is not lost
@@ -96,13 +99,7 @@ def test_lr_decay_lowers_the_learning_rate_every_epoch_and_survives_a_resume(mak
     assert [line["lr"] for line in results.read_metrics(tmp_path / "full")] == [0.002, 0.001, 0.0005]
 
     original = Run.train_epoch
-
-    def interrupt_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        original(self, epoch)
-
-    monkeypatch.setattr(Run, "train_epoch", interrupt_in_epoch_3)
+    monkeypatch.setattr(Run, "train_epoch", interrupted_in_epoch(3, original))
     train(make_cfg(overrides), tmp_path / "cut")
     monkeypatch.setattr(Run, "train_epoch", original)
     train(make_cfg([*overrides, "trainer.resume=true"]), tmp_path / "cut")
