@@ -18,7 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from meprop_cli.ops.conv import feature_map_topk, im2col_rows, keep_count, meprop_conv2d, sparse_weight_grad
+from meprop_cli.ops import native
+from meprop_cli.ops.conv import feature_map_topk, keep_count, meprop_conv2d
 
 LAYERS = {  # name: (in channels, out channels, side, needs input gradient) of the paper's MNIST CNN
     "conv1": (1, 32, 28, False),
@@ -68,14 +69,16 @@ def parts(x: torch.Tensor, weight: torch.Tensor, g: torch.Tensor, ratio: float, 
     k = keep_count(ratio, slice_size)
     positions, values = feature_map_topk(g, ratio)
     conv_backward = torch.ops.aten.convolution_backward
+    sparse = lambda need_x, need_w: native.conv_grads(x, weight, (1, 1), (2, 2), positions, values, g.shape,  # noqa: E731
+                                                       need_x, need_w)
+    dense = lambda need_x, need_w: conv_backward(g, x, weight, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 1,  # noqa: E731
+                                                 [need_x, need_w, False])
     timed = {
         "select": lambda: feature_map_topk(g, ratio),
-        "im2col": lambda: im2col_rows(x, (5, 5), (1, 1), (2, 2)),
-        "sparse dW": lambda: sparse_weight_grad(x, weight, (1, 1), (2, 2), positions, values, slice_size),
-        "dense dW": lambda: conv_backward(g, x, weight, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 1,
-                                          [False, True, False]),
-        "dense dx": lambda: conv_backward(g, x, weight, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 1,
-                                          [True, False, False]),
+        "sparse dW": lambda: sparse(False, True),
+        "sparse dx": lambda: sparse(True, False),
+        "dense dW": lambda: dense(False, True),
+        "dense dx": lambda: dense(True, False),
     }
     return f"    {ratio:.0%} (k={k} of {slice_size} per map): " + ", ".join(
         f"{name} {time_call(fn, repeat, clock) * 1e3:.2f}" for name, fn in timed.items()) + " ms"
@@ -89,20 +92,25 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument("--parts", action="store_true", help="also time the pieces of the sparse backward")
-    parser.add_argument("--nonzero", type=float, nargs=2, metavar=("CONV1", "CONV2"),
-                        help="thin each layer's gradient to this nonzero fraction (e.g. a run's conv_grad_nonzero)")
+    sparsity = parser.add_mutually_exclusive_group()
+    sparsity.add_argument("--nonzero", type=float, nargs=2, metavar=("CONV1", "CONV2"),
+                          help="thin each layer's gradient to this nonzero fraction (e.g. a run's conv_grad_nonzero)")
+    sparsity.add_argument("--dense-gradient", action="store_true",
+                          help="a gradient with every entry nonzero, as batch norm between conv and ReLU makes it")
     args = parser.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"threads {args.threads}, batch {args.batch}, median {args.clock} time of {args.repeat} backward passes")
+    print(f"threads {args.threads}, batch {args.batch}, kernels {native.backend()}, "
+          f"median {args.clock} time of {args.repeat} backward passes")
     for layer, (name, (c_in, c_out, side, input_grad)) in enumerate(LAYERS.items()):
         x = torch.randn(args.batch, c_in, side, side, requires_grad=input_grad)
         weight = torch.randn(c_out, c_in, 5, 5, requires_grad=True) * 0.1
         weight = weight.detach().requires_grad_()
         bias = torch.zeros(c_out, requires_grad=True)
-        g = training_like_gradient(F.conv2d(x.detach(), weight.detach(), None, 1, 2),
-                                   args.nonzero[layer] if args.nonzero else None)
+        y = F.conv2d(x.detach(), weight.detach(), None, 1, 2)
+        g = torch.randn_like(y) if args.dense_gradient else training_like_gradient(
+            y, args.nonzero[layer] if args.nonzero else None)
         dense = time_backward(x, weight, bias, g, None, args.repeat, clock)
         line = f"{name}: grad nonzero {float((g != 0).float().mean()):.3f}, dense {dense * 1e3:.2f} ms"
         for ratio in args.ratio:

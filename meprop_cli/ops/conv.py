@@ -7,27 +7,30 @@ are kept, k = keep_count(topk_ratio, batch·h·w). The score is |g|, or with dec
 
     run_grad = decay·run_grad + (1 − decay)·|∂L/∂y|     kept per layer across steps in a SelectionState
 
-and then, with the sparse top(g) (the paper's eq. 12-13, with the convolution written as y = W' x'
-over im2col columns x'):
+and then, with the sparse top(g) (the paper's eq. 12-13):
 
-    ∂L/∂W = top(g) x'ᵀ         a (C × batch·h·w) sparse matrix with C·k entries times x': C·k rows read
-    ∂L/∂x = conv backward of top(g) (dense: on a CPU, oneDNN's input gradient beats sparse kernels here)
-    ∂L/∂b = Σ top(g)            the sparse g, as the linear op does
+    ∂L/∂W = Σ over kept entries (n, c, i, j) of g · the input window under output (n, i, j)
+    ∂L/∂x = Σ over kept entries of g · W[c], added into that window
+    ∂L/∂b = Σ top(g)
+
+The compiled kernels (native.select_maps and native.conv_grads, kernels.c) read the maps in place and
+visit only kept entries whose gradient is nonzero, so the backward costs the selection plus work in
+proportion to k; without a C compiler the same results come from torch's dense convolution backward on
+the zero-filled top(g).
 
 topk_ratio=None (or a ratio keeping every entry) is the dense backward of torch's own convolution.
 """
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from meprop_cli.ops import native
 from meprop_cli.ops.meprop import SelectionState
 from meprop_cli.ops.timing import linear_backward_timer
-
 
 
 def keep_count(topk_ratio: float, slice_size: int) -> int:
@@ -45,22 +48,20 @@ def feature_map_topk(g: torch.Tensor, topk_ratio: float, decay: float = 0.0,
     Row c lists the kept positions p = n·h·w + i·w + j of map c (ascending) and g[n, c, i, j] there.
     """
     channels = g.shape[1]
-    g_maps = g.transpose(0, 1).reshape(channels, -1)  # (C, batch·h·w): one row per feature map
-    k = keep_count(topk_ratio, g_maps.shape[1])
-    score = g_maps.abs()
-    if decay > 0.0:
-        if state is None:
-            raise ValueError("decay > 0 needs a SelectionState to keep run_grad across steps")
-        score = state.score(score, decay)
-    positions = score.topk(k, dim=1, sorted=False).indices.sort(dim=1).values
-    return positions, g_maps.gather(1, positions)
+    k = keep_count(topk_ratio, g.numel() // channels)
+    if decay == 0.0:
+        return native.select_maps(g, k)
+    if state is None:
+        raise ValueError("decay > 0 needs a SelectionState to keep run_grad across steps")
+    g_maps_abs = g.transpose(0, 1).reshape(channels, -1).abs()  # (C, batch·h·w): one row per feature map
+    return native.select_maps(g, k, state.score(g_maps_abs, decay))
 
 
 def feature_map_sparsify(g: torch.Tensor, topk_ratio: float, decay: float = 0.0,
                          state: SelectionState | None = None) -> torch.Tensor:
     """top(g) as a dense tensor of g's shape, the unkept entries zeroed."""
     positions, values = feature_map_topk(g, topk_ratio, decay, state)
-    return scatter_kept(g.shape, positions, values)
+    return native.scatter_maps(g.shape, positions, values)
 
 
 @dataclass
@@ -89,44 +90,6 @@ class GradientStats:
                 "mean_nonzero_after_topk": self.kept_sum / steps if self.steps else None}
 
 
-def im2col_rows(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-                padding: tuple[int, int]) -> torch.Tensor:
-    """x' of the paper's eq. 14: one row per output position p = n·h·w + i·w + j, (batch·h·w × kh·kw·C_in).
-
-    Columns are ordered (kh, kw, C_in): built from a channels-last copy of x, each row is a run of
-    contiguous C_in-length reads, which is several times faster than transposing F.unfold's output.
-    """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    x_last = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()  # (batch, H+2ph, W+2pw, C_in)
-    windows = x_last.unfold(1, kh, sh).unfold(2, kw, sw)  # (batch, h, w, C_in, kh, kw), a view
-    return windows.permute(0, 1, 2, 4, 5, 3).reshape(-1, kh * kw * x.shape[1])
-
-
-def sparse_weight_grad(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                       positions: torch.Tensor, values: torch.Tensor, slice_size: int) -> torch.Tensor:
-    """∂L/∂W = top(g) x'ᵀ (eq. 13) from the kept entries only (positions, values: (C, k), see feature_map_topk).
-
-    top(g) is a sparse (C × batch·h·w) CSR matrix with C·k entries, so the product reads C·k rows of x'
-    (kh·kw·C_in each) instead of C·batch·h·w; the only dense work left is building x' (im2col rows).
-    """
-    channels, k = positions.shape
-    kernel = (weight.shape[2], weight.shape[3])
-    crow = torch.arange(0, channels * k + 1, k, device=values.device)
-    with warnings.catch_warnings():  # torch calls CSR "beta"; CSR @ dense, all that is used here, is stable
-        warnings.simplefilter("ignore")
-        top_g = torch.sparse_csr_tensor(crow, positions.reshape(-1), values.reshape(-1), (channels, slice_size),
-                                        check_invariants=False)
-    grad_w_rows = top_g @ im2col_rows(x, kernel, stride, padding)  # (C × kh·kw·C_in)
-    return grad_w_rows.reshape(channels, *kernel, -1).permute(0, 3, 1, 2).contiguous()
-
-
-def scatter_kept(shape: torch.Size, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """top(g) as a dense (batch, C, h, w) tensor, the unkept entries zero."""
-    batch, channels, height, width = shape
-    kept = values.new_zeros(channels, batch * height * width).scatter_(1, positions, values)
-    return kept.reshape(channels, batch, height, width).transpose(0, 1).contiguous()
-
-
 class MePropConv2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, topk_ratio, decay, state, stats):
@@ -148,16 +111,8 @@ class MePropConv2dFunction(torch.autograd.Function):
         start = linear_backward_timer.clock()
         if sparse:
             positions, values = feature_map_topk(grad_y, ctx.topk_ratio, ctx.decay, ctx.state)
-            grad_x = grad_w = None
-            if need_w:
-                grad_w = sparse_weight_grad(x, weight, ctx.stride, ctx.padding, positions, values, slice_size)
-            if need_x:
-                # CPU sparse kernels and col2im lose to oneDNN's dense input gradient here (see
-                # scripts/bench_conv.py), so ∂L/∂x is the dense product with the zero-filled top(g).
-                top_g = scatter_kept(grad_y.shape, positions, values)
-                grad_x = torch.ops.aten.convolution_backward(
-                    top_g, x, weight, None, list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1,
-                    [True, False, False])[0]
+            grad_x, grad_w = native.conv_grads(x, weight, ctx.stride, ctx.padding, positions, values, grad_y.shape,
+                                               need_x, need_w)
             grad_b = values.sum(dim=1) if need_b else None
         else:
             grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(

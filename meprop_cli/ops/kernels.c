@@ -328,3 +328,196 @@ void meprop_adagrad_rows(float *p, float *sum, const float *g, const int64_t *ro
     if (r * cols < (1 << 18) || r < 2 * nthreads) nthreads = 1;
     parallel_run(nthreads, update_work, &c);
 }
+
+/* ---- meProp-CNN: per-feature-map top-k and the convolution's gradients from the kept entries ------
+ *
+ * Feature map c of an output gradient g (batch, C, h, w) is the row of batch·h·w entries p = n·hw + i·w + j
+ * (hw = h·w), found at g[n·C·hw + c·hw + i·w + j]: the selection reads the maps in place, without a
+ * transposed copy. A score tensor (run_grad) is read through its own strides (cs per map, bs per example).
+ *
+ * The selection differs from the per-example one above because the rows differ: a map holds thousands
+ * of entries, k is a few hundred, and after ReLU and max-pooling most entries are exactly zero. So a
+ * pass first gathers the nonzero scores; if they are no more than k, all are kept (no ranking at all),
+ * otherwise a quickselect over them finds the k-th largest. Scores are compared as the bits of |score|
+ * (for floats ≥ 0 the bit pattern orders like the value). Kept positions come out ascending, with ties
+ * going to the lower position, as in the per-example selection; zero-score entries fill up to k when a
+ * map has fewer than k nonzero ones (their gradient is zero, so they cost the products nothing).
+ *
+ * The products then visit only kept entries, with x and dx channels-last and zero-padded (xp, dxp:
+ * (batch, Hp, Wp, C_in)) and dW, W as (C, kh, kw, C_in): the window of output (n, i, j) is kh runs of
+ * kw·C_in contiguous floats, each one axpy.
+ *
+ *   dW[c]                          += v · xp[n, i·sh : i·sh+kh, j·sw : j·sw+kw, :]
+ *   dxp[n, i·sh : .., j·sw : .., :] += v · W[c]
+ */
+
+static inline uint32_t magnitude_bits(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u & 0x7fffffffu;
+}
+
+/* The k-th largest of a[0..len) (1 ≤ k ≤ len); reorders a. Hoare partition, so runs of equal keys split. */
+static uint32_t kth_largest(uint32_t *a, int64_t len, int64_t k) {
+    int64_t lo = 0, hi = len - 1;
+    const int64_t target = k - 1;
+    while (lo < hi) {
+        const uint32_t pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) { uint32_t t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (target <= j) hi = j;
+        else if (target >= i) lo = i;
+        else return pivot;
+    }
+    return a[target];
+}
+
+typedef struct {
+    const float *score, *g; int64_t batch, C, hw, score_cs, score_bs, k; int64_t *pos; float *val;
+} map_select_ctx;
+
+static void map_select_work(void *arg, int tid, int nthreads) {
+    map_select_ctx *c = (map_select_ctx *)arg;
+    const int64_t hw = c->hw, n = c->batch * hw, k = c->k, g_bs = c->C * hw;
+    uint32_t *key = (uint32_t *)malloc(sizeof(uint32_t) * n), *scratch = (uint32_t *)malloc(sizeof(uint32_t) * n);
+    int64_t *at = (int64_t *)malloc(sizeof(int64_t) * n);
+    int64_t hist[2048];
+    for (int64_t m = c->C * tid / nthreads; m < c->C * (tid + 1) / nthreads; m++) {
+        const float *g = c->g + m * hw;
+        int64_t count = 0; /* nonzero scores, gathered branch-free in position order */
+        for (int64_t b = 0; b < c->batch; b++) {
+            const float *s = c->score + m * c->score_cs + b * c->score_bs;
+            for (int64_t i = 0; i < hw; i++) {
+                const uint32_t u = magnitude_bits(s[i]);
+                key[count] = u;
+                at[count] = b * hw + i;
+                count += u != 0;
+            }
+        }
+        int64_t *out_pos = c->pos + m * k;
+        float *out_val = c->val + m * k;
+        int64_t out = 0;
+        if (count <= k) { /* keep every nonzero entry; the lowest zero-score positions fill up to k */
+            int64_t zeros = k - count, j = 0;
+            for (int64_t p = 0; out < k; p++) {
+                if (j < count && at[j] == p) j++;
+                else if (zeros > 0) zeros--;
+                else continue;
+                out_pos[out] = p;
+                out_val[out++] = g[(p / hw) * g_bs + p % hw];
+            }
+        } else {
+            /* a histogram of the top 11 bits of the keys (exponent and 3 mantissa bits) finds the bin that
+             * holds the k-th largest; only that bin's keys go to the (branchy, slower) quickselect */
+            memset(hist, 0, sizeof(hist));
+            for (int64_t j = 0; j < count; j++) hist[key[j] >> 20]++;
+            int64_t above = 0, bin = 2047;
+            while (above + hist[bin] < k) above += hist[bin--];
+            int64_t in_bin = 0;
+            for (int64_t j = 0; j < count; j++) {
+                scratch[in_bin] = key[j];
+                in_bin += (key[j] >> 20) == (uint32_t)bin;
+            }
+            const uint32_t kth = kth_largest(scratch, in_bin, k - above);
+            for (int64_t j = 0; j < in_bin; j++) above += scratch[j] > kth;
+            int64_t ties = k - above; /* entries equal to the k-th kept: the lowest positions */
+            for (int64_t j = 0; j < count && out < k; j++) {
+                if (key[j] > kth || (key[j] == kth && ties-- > 0)) {
+                    const int64_t p = at[j];
+                    out_pos[out] = p;
+                    out_val[out++] = g[(p / hw) * g_bs + p % hw];
+                }
+            }
+        }
+    }
+    free(key); free(scratch); free(at);
+}
+
+/* pos, val (C, k) <- per feature map of g (batch, C, hw), the k entries of largest |score|, ascending. */
+void meprop_select_maps(const float *score, int64_t score_cs, int64_t score_bs, const float *g, int64_t batch,
+                        int64_t C, int64_t hw, int64_t k, int64_t *pos, float *val, int nthreads) {
+    map_select_ctx c = {score, g, batch, C, hw, score_cs, score_bs, k, pos, val};
+    if (C < 2 * nthreads || C * batch * hw < (1 << 16)) nthreads = 1;
+    parallel_run(nthreads, map_select_work, &c);
+}
+
+typedef struct {
+    const int64_t *pos; const float *val, *src; float *dst; int64_t batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw;
+    int64_t *window; /* window[p]: offset in xp / dxp of the window of output position p */
+} conv_ctx;
+
+/* The window offsets, so that the products do no integer division per entry. */
+static int64_t *window_offsets(const conv_ctx *c) {
+    int64_t *window = (int64_t *)malloc(sizeof(int64_t) * c->batch * c->h * c->w), p = 0;
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t i = 0; i < c->h; i++)
+            for (int64_t j = 0; j < c->w; j++) window[p++] = ((b * c->Hp + i * c->sh) * c->Wp + j * c->sw) * c->cin;
+    return window;
+}
+
+/* The first place in the ascending pos[0..k) holding a position ≥ p. */
+static int64_t lower_bound(const int64_t *pos, int64_t k, int64_t p) {
+    int64_t lo = 0, hi = k;
+    while (lo < hi) { const int64_t mid = (lo + hi) / 2; if (pos[mid] < p) lo = mid + 1; else hi = mid; }
+    return lo;
+}
+
+/* dW: each thread owns a range of output channels (rows of dW). */
+static void conv_weight_work(void *arg, int tid, int nthreads) {
+    conv_ctx *c = (conv_ctx *)arg;
+    const int64_t run = c->kw * c->cin, size = c->kh * run;
+    for (int64_t m = c->C * tid / nthreads; m < c->C * (tid + 1) / nthreads; m++) {
+        float *dw = c->dst + m * size;
+        memset(dw, 0, sizeof(float) * size);
+        for (int64_t e = m * c->k; e < (m + 1) * c->k; e++) {
+            const float v = c->val[e];
+            if (v == 0.0f) continue;
+            const float *x = c->src + c->window[c->pos[e]];
+            for (int64_t r = 0; r < c->kh; r++) axpy(dw + r * run, x + r * c->Wp * c->cin, v, run);
+        }
+    }
+}
+
+/* dx: each thread owns a range of examples (dxp is zeroed by the caller). */
+static void conv_input_work(void *arg, int tid, int nthreads) {
+    conv_ctx *c = (conv_ctx *)arg;
+    const int64_t hw = c->h * c->w, run = c->kw * c->cin, size = c->kh * run;
+    const int64_t b0 = c->batch * tid / nthreads, b1 = c->batch * (tid + 1) / nthreads;
+    if (b0 >= b1) return;
+    for (int64_t m = 0; m < c->C; m++) {
+        const int64_t *pos = c->pos + m * c->k;
+        const float *val = c->val + m * c->k, *wm = c->src + m * size;
+        for (int64_t e = lower_bound(pos, c->k, b0 * hw); e < c->k && pos[e] < b1 * hw; e++) {
+            const float v = val[e];
+            if (v == 0.0f) continue;
+            float *dx = c->dst + c->window[pos[e]];
+            for (int64_t r = 0; r < c->kh; r++) axpy(dx + r * c->Wp * c->cin, wm + r * run, v, run);
+        }
+    }
+}
+
+/* dw (C, kh, kw, cin) <- Σ over the kept entries of each map of v · its window of xp (batch, Hp, Wp, cin). */
+void meprop_conv_grad_weight(const int64_t *pos, const float *val, int64_t C, int64_t k, const float *xp,
+                             int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
+                             int64_t kw, int64_t sh, int64_t sw, float *dw, int nthreads) {
+    conv_ctx c = {pos, val, xp, dw, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
+    c.window = window_offsets(&c);
+    if (C < 2 * nthreads || C * k * kh * kw * cin < (1 << 20)) nthreads = 1;
+    parallel_run(nthreads, conv_weight_work, &c);
+    free(c.window);
+}
+
+/* dxp (batch, Hp, Wp, cin), zeroed, += v · W[c] (C, kh, kw, cin) at the window of every kept entry. */
+void meprop_conv_grad_input(const int64_t *pos, const float *val, int64_t C, int64_t k, const float *wl,
+                            int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
+                            int64_t kw, int64_t sh, int64_t sw, float *dxp, int nthreads) {
+    conv_ctx c = {pos, val, wl, dxp, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
+    c.window = window_offsets(&c);
+    if (batch < 2 * nthreads || C * k * kh * kw * cin < (1 << 20)) nthreads = 1;
+    parallel_run(nthreads, conv_input_work, &c);
+    free(c.window);
+}

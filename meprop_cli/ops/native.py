@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 log = logging.getLogger("meprop")
 
@@ -89,6 +90,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "meprop_row_map": [p, i64, i64, p, p],
         "meprop_adam_rows": [p, p, p, p, p, i64, i64, f32, f32, f32, f32, f32, f32, f32, i32],
         "meprop_adagrad_rows": [p, p, p, p, i64, i64, f32, f32, f32, i32],
+        "meprop_select_maps": [p, i64, i64, p, i64, i64, i64, i64, p, p, i32],
+        "meprop_conv_grad_weight": [p, p, i64, i64, p, *[i64] * 10, p, i32],
+        "meprop_conv_grad_input": [p, p, i64, i64, p, *[i64] * 10, p, i32],
     }
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)
@@ -215,6 +219,75 @@ def grad_bias(idx: torch.Tensor, val: torch.Tensor, n: int, rows: torch.Tensor |
     out = torch.empty(r, dtype=val.dtype)
     lib.meprop_grad_bias(_ptr(val), _ptr(idx), idx.numel(), _ptr(pos) if rows is not None else None, r, _ptr(out))
     return out
+
+
+# -- meProp-CNN: feature maps of a convolution's output gradient -----------------------------------
+
+def select_maps(g: torch.Tensor, k: int, score: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per feature map of g (batch, C, h, w), the k entries of largest |g| (or of largest score, a
+    (C, batch·h·w) tensor): (positions p = n·h·w + i·w + j, g there), both (C, k), positions ascending.
+
+    C breaks ties towards the lower position; the torch twin keeps torch.topk's choice among ties.
+    """
+    batch, channels, height, width = g.shape
+    g = g.contiguous()
+    score = None if score is None else score.contiguous()
+    lib = _c(g, *([] if score is None else [score]))
+    if lib is None or g.dtype != torch.float32 or (score is not None and score.dtype != torch.float32):
+        g_maps = g.transpose(0, 1).reshape(channels, -1)
+        source = g_maps.abs() if score is None else score
+        positions = source.topk(k, dim=1, sorted=False).indices.sort(dim=1).values
+        return positions, g_maps.gather(1, positions)
+    hw = height * width
+    pos = torch.empty(channels, k, dtype=torch.int64)
+    val = torch.empty(channels, k, dtype=g.dtype)
+    # strides of a map and of an example: g is read in place; score is (C, batch·h·w)
+    source, map_stride, example_stride = (g, hw, channels * hw) if score is None else (score, batch * hw, hw)
+    lib.meprop_select_maps(_ptr(source), map_stride, example_stride, _ptr(g), batch, channels, hw, k, _ptr(pos),
+                           _ptr(val), _threads())
+    return pos, val
+
+
+def scatter_maps(shape: torch.Size, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The kept entries of select_maps as a dense (batch, C, h, w) tensor, the others zero."""
+    batch, channels, height, width = shape
+    kept = values.new_zeros(channels, batch * height * width).scatter_(1, positions, values)
+    return kept.reshape(channels, batch, height, width).transpose(0, 1).contiguous()
+
+
+def conv_grads(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
+               positions: torch.Tensor, values: torch.Tensor, out_shape: torch.Size, need_input: bool,
+               need_weight: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """∂L/∂x and ∂L/∂W of y = conv2d(x, W) (dilation 1, one group) from the kept entries of ∂L/∂y.
+
+    C visits only the kept entries; the torch twin runs torch's dense convolution backward on the
+    zero-filled gradient (faster on a CPU than torch's sparse products here, see scripts/bench_conv.py).
+    """
+    lib = _c(x.contiguous(), weight.contiguous(), positions, values)
+    if lib is None or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            scatter_maps(out_shape, positions, values), x, weight, None, list(stride), list(padding), [1, 1],
+            False, [0, 0], 1, [need_input, need_weight, False])
+        return grad_x, grad_w
+    batch, c_in, height, width = x.shape
+    channels, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    padded = (batch, height + 2 * ph, width + 2 * pw, c_in)  # channels-last: a window row is one run
+    shape = (padded[0], padded[1], padded[2], c_in, out_shape[2], out_shape[3], kh, kw, sh, sw)
+    grad_x = grad_w = None
+    if need_weight:
+        x_padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()
+        grad_w = torch.empty(channels, kh, kw, c_in)
+        lib.meprop_conv_grad_weight(_ptr(positions), _ptr(values), channels, positions.shape[1], _ptr(x_padded),
+                                    *shape, _ptr(grad_w), _threads())
+        grad_w = grad_w.permute(0, 3, 1, 2).contiguous()
+    if need_input:
+        weight_last = weight.permute(0, 2, 3, 1).contiguous()
+        grad_padded = torch.zeros(padded)
+        lib.meprop_conv_grad_input(_ptr(positions), _ptr(values), channels, positions.shape[1], _ptr(weight_last),
+                                   *shape, _ptr(grad_padded), _threads())
+        grad_x = grad_padded[:, ph:ph + height, pw:pw + width].permute(0, 3, 1, 2).contiguous()
+    return grad_x, grad_w
 
 
 # -- row-sparse optimizer updates -----------------------------------------------------------------

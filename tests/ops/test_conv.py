@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meprop_cli.ops import SelectionState
+from meprop_cli.ops import SelectionState, native
 from meprop_cli.ops.conv import GradientStats, feature_map_sparsify, keep_count, meprop_conv2d
 
 
@@ -158,3 +158,87 @@ def test_maps_already_sparser_than_k_keep_all_their_nonzero_entries(problem):
     for got, want in zip(grads(x, w, b, g, ratio=0.1), dense_grads(x, w, b, expected)):
         torch.testing.assert_close(got, want)
 
+
+
+# -- float32: the compiled kernels (kernels.c) and their torch twins -----------------------------------
+
+def sparse_gradient(shape, zero_fraction, seed):
+    """A float32 gradient with about zero_fraction of its entries exactly zero (as ReLU + pooling leave it)."""
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(shape, generator=gen)
+    return g * (torch.rand(shape, generator=gen) >= zero_fraction)
+
+
+def assert_close32(got, want):
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(b.abs().max())))
+
+
+@pytest.mark.parametrize("zero_fraction", [0.0, 0.8, 0.99])
+@pytest.mark.parametrize("shape, ratio", [((3, 4, 9, 9), 0.1), ((10, 6, 14, 14), 0.05), ((2, 3, 5, 7), 0.5)])
+def test_float32_selection_keeps_the_reference_entries(backend, shape, ratio, zero_fraction):
+    g = sparse_gradient(shape, zero_fraction, seed=shape[1])
+    k = keep_count(ratio, shape[0] * shape[2] * shape[3])
+    kept = feature_map_sparsify(g, ratio)  # ties are only among zeros here, so the kept values are unique
+    assert torch.equal(kept, g * reference_keep_mask(g.abs(), k))
+
+
+@pytest.mark.parametrize("zero_fraction", [0.0, 0.9])
+@pytest.mark.parametrize("stride, padding, side, c_in", [(1, 2, 9, 2), (2, 1, 4, 3), (1, 0, 5, 1), (2, 2, 5, 32)])
+def test_float32_gradients_are_the_dense_convolutions_on_the_sparsified_gradient(backend, stride, padding, side,
+                                                                                  c_in, zero_fraction):
+    torch.manual_seed(side + c_in)
+    x, w, b = torch.randn(3, c_in, 9, 9), torch.randn(5, c_in, 5, 5), torch.randn(5)
+    g = sparse_gradient((3, 5, side, side), zero_fraction, seed=side)
+    mask = reference_keep_mask(g.abs(), keep_count(0.1, 3 * side * side))
+    assert_close32(grads(x, w, b, g, stride, padding, 0.1), dense_grads(x, w, b, g * mask, stride, padding))
+
+
+def test_float32_first_layer_needs_no_input_gradient(backend):
+    torch.manual_seed(4)
+    x, w, b, g = torch.randn(2, 1, 8, 8), torch.randn(3, 1, 5, 5), torch.randn(3), torch.randn(2, 3, 8, 8)
+    w, b = w.requires_grad_(), b.requires_grad_()
+    meprop_conv2d(x, w, b, 1, 2, 0.2).backward(g)
+    mask = reference_keep_mask(g.abs(), keep_count(0.2, 128))
+    _, want_w, want_b = dense_grads(x, w.detach(), b.detach(), g * mask)
+    assert x.grad is None
+    assert_close32((w.grad, b.grad), (want_w, want_b))
+
+
+def test_float32_decay_selects_on_run_grad(backend):
+    torch.manual_seed(5)
+    x, w, b = torch.randn(3, 2, 9, 9), torch.randn(4, 2, 5, 5), torch.randn(4)
+    g1, g2 = torch.randn(3, 4, 9, 9) * 10.0, torch.randn(3, 4, 9, 9)
+    state = SelectionState()
+    grads(x, w, b, g1, ratio=0.1, decay=0.6, state=state)
+    got = grads(x, w, b, g2, ratio=0.1, decay=0.6, state=state)
+    mask = reference_keep_mask(0.6 * g1.abs() + 0.4 * g2.abs(), keep_count(0.1, 243))
+    assert_close32(got, dense_grads(x, w, b, g2 * mask))
+
+
+def test_float32_conv_kernels_use_threads_and_match(backend):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(6)
+        x, w, b = torch.randn(16, 32, 14, 14), torch.randn(64, 32, 5, 5), torch.randn(64)
+        g = sparse_gradient((16, 64, 14, 14), 0.9, seed=6)
+        g_maps = g.transpose(0, 1).reshape(64, -1)  # the reference by torch.topk (ties only among zeros)
+        kept_maps = torch.zeros_like(g_maps)
+        top = g_maps.abs().topk(keep_count(0.05, 16 * 196), dim=1).indices
+        kept_maps.scatter_(1, top, g_maps.gather(1, top))
+        kept = kept_maps.reshape(64, 16, 14, 14).transpose(0, 1)
+        assert torch.equal(feature_map_sparsify(g, 0.05), kept)
+        assert_close32(grads(x, w, b, g, 1, 2, 0.05), dense_grads(x, w, b, kept))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_compiled_selection_gives_ties_to_the_lower_position():
+    if native.library() is None:
+        pytest.skip("no C compiler")
+    g = torch.tensor([[[[0.0, -2.0, 2.0, 1.0]]], [[[2.0, 0.0, -2.0, 0.0]]]])  # one map: 8 positions, four |2|
+    positions, values = native.select_maps(g, 3)
+    assert positions.tolist() == [[1, 2, 4]] and values.tolist() == [[-2.0, 2.0, 2.0]]
+    positions, values = native.select_maps(g, 6)  # five nonzero: the lowest zero position fills the sixth
+    assert positions.tolist() == [[0, 1, 2, 3, 4, 6]] and values.tolist() == [[0.0, -2.0, 2.0, 1.0, 2.0, -2.0]]

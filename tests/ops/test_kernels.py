@@ -9,20 +9,6 @@ import torch.nn.functional as F
 
 from meprop_cli.ops import SelectionState, meprop_linear, native, sparsify
 
-BACKENDS = ["c", "torch"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    """Run a test once on the compiled kernels and once on the pure-torch path."""
-    if request.param == "torch":
-        monkeypatch.setenv("MEPROP_KERNELS", "torch")
-    elif native.library() is None:
-        pytest.skip("no C compiler: only the torch path exists here")
-    assert native.backend() == request.param
-    return request.param
-
-
 def grads(x, w, b, g, k, mode="topk", **kwargs):
     x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
     meprop_linear(x, w, b, k, mode, **kwargs).backward(g)
