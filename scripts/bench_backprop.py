@@ -1,7 +1,7 @@
 """Benchmark meProp's backward against full back propagation, in one process, on this machine.
 
     python scripts/bench_backprop.py                  # linear backward: dense vs topk vs unified vs random
-    python scripts/bench_backprop.py --whole-step     # whole training steps: baseline vs meProp (± sparse update)
+    python scripts/bench_backprop.py --whole-step     # whole training steps: baseline vs meProp (± sparse update; meProp-CNN for the CNN)
 
 Linear backward: the time of the meProp autograd function's backward (dx, dW, db), read from the kernels'
 own timer (ops.linear_backward_timer, the trainer's "backprop time"), median of --reps repetitions after
@@ -192,16 +192,26 @@ def compose(overrides: list[str]) -> Any:
     return cfg
 
 
-def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[str, bool], tuple[Task, Method, Any]]]]:
-    """(name, make(method_name, sparse_update) -> (task, method, optim cfg)) for every task to measure."""
+# (label, method overrides, sparse update) of each whole-step variant; the first is the reference.
+LINEAR_VARIANTS = (("baseline", ["method=baseline"], False), ("meprop", ["method=meprop"], False),
+                   ("meprop + sparse update", ["method=meprop"], True))
+# meProp-CNN sparsifies only the convolutions (its FC layers get full gradients); sparse update is for linear.
+CNN_VARIANTS = (("baseline", ["method=baseline"], False),
+                ("meprop_cnn 5%", ["method=meprop_cnn", "topk_ratio=0.05"], False),
+                ("meprop_cnn 5%, decay 0.6", ["method=meprop_cnn", "topk_ratio=0.05", "decay=0.6"], False))
+VARIANTS = {"mnist_cnn": CNN_VARIANTS}
+
+
+def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[list[str], bool], tuple[Task, Method, Any]]]]:
+    """(name, make(method overrides, sparse_update) -> (task, method, optim cfg)) for every task to measure."""
     from meprop_cli.methods import build_method
     from meprop_cli.tasks import TASKS, build_task
 
     loaded: dict[str, Task] = {}
 
-    def registered(name: str) -> Callable[[str, bool], tuple[Task, Method, Any]]:
-        def make(method_name: str, sparse_update: bool) -> tuple[Task, Method, Any]:
-            cfg = compose([f"task={name}", f"method={method_name}", f"optim={args.optim}",
+    def registered(name: str) -> Callable[[list[str], bool], tuple[Task, Method, Any]]:
+        def make(method_overrides: list[str], sparse_update: bool) -> tuple[Task, Method, Any]:
+            cfg = compose([f"task={name}", *method_overrides, f"optim={args.optim}",
                            f"optim.sparse_update={str(sparse_update).lower()}", f"data_root={args.data_root}"])
             if name not in loaded:
                 loaded[name] = build_task(cfg.task, Path(cfg.data_root))
@@ -209,7 +219,8 @@ def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[
             return loaded[name], build_method(cfg), cfg.optim
         return make
 
-    def synthetic(method_name: str, sparse_update: bool) -> tuple[Task, Method, Any]:
+    def synthetic(method_overrides: list[str], sparse_update: bool) -> tuple[Task, Method, Any]:
+        method_name = method_overrides[0].removeprefix("method=")
         cfg = compose(["task=digits", f"optim={args.optim}", f"optim.sparse_update={str(sparse_update).lower()}"])
         if args.optim == "adagrad":
             cfg.optim.lr = 0.01  # the papers' AdaGrad rate for parsing
@@ -233,10 +244,10 @@ def bench_whole_step(args: argparse.Namespace) -> None:
           f"optimizer: {args.optim}, median of {args.reps} slices after a warm-up slice\n")
     print("| task | variant | steps/slice | forward ms | backward ms (linear part) | update ms | step ms | speedup |")
     print("|---|---|---|---|---|---|---|---|")
-    variants = [("baseline", "baseline", False), ("meprop", "meprop", False), ("meprop + sparse update", "meprop", True)]
     for name, make in whole_step_tasks(args):
         try:
-            runs = {label: Variant(*make(method, sparse), seed=1) for label, method, sparse in variants}
+            runs = {label: Variant(*make(overrides, sparse), seed=1)
+                    for label, overrides, sparse in VARIANTS.get(name, LINEAR_VARIANTS)}
         except Exception as e:  # a task whose data is absent, or that is not built yet
             print(f"| {name} | skipped: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | | | | | |", flush=True)
             if args.verbose:

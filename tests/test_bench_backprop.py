@@ -61,3 +61,10 @@ def test_whole_step_reports_a_task_it_cannot_load(bench, capsys, tmp_path):
     bench.main(["--whole-step", "--quick", "--reps", "1", "--tasks", "mnist_mlp", "--data-root", str(tmp_path)])
     rows = table_rows(capsys.readouterr().out)
     assert rows[0][0] == "mnist_mlp" and rows[0][1].startswith("skipped: DataError")
+
+
+def test_whole_step_compares_meprop_cnn_on_the_cnn(bench, capsys, real_data):
+    bench.main(["--whole-step", "--reps", "1", "--steps", "2", "--tasks", "mnist_cnn", "--data-root", str(real_data)])
+    rows = table_rows(capsys.readouterr().out)
+    assert [r[1] for r in rows] == ["baseline", "meprop_cnn 5%", "meprop_cnn 5%, decay 0.6"]
+    assert all(float(r[6]) > 0 for r in rows)
