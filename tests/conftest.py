@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from meprop_cli.cli import config_dir
 from meprop_cli.config import register_configs
+from meprop_cli.ops import native
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,3 +59,14 @@ def run_meprop(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", "meprop_cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(params=["c", "torch"])
+def backend(request, monkeypatch):
+    """Run a test once on the compiled kernels (kernels.c) and once on their pure-torch twins."""
+    if request.param == "torch":
+        monkeypatch.setenv("MEPROP_KERNELS", "torch")
+    elif native.library() is None:
+        pytest.skip("no C compiler: only the torch path exists here")
+    assert native.backend() == request.param
+    return request.param

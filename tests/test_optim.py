@@ -11,15 +11,6 @@ from meprop_cli.optim import LazyAdagrad, LazyAdam, build_optimizer
 from meprop_cli.train import train
 
 
-@pytest.fixture(params=["c", "torch"])
-def backend(request, monkeypatch):
-    if request.param == "torch":
-        monkeypatch.setenv("MEPROP_KERNELS", "torch")
-    elif native.library() is None:
-        pytest.skip("no C compiler: only the torch path exists here")
-    return request.param
-
-
 def mlp(sparse_grad: bool, seed: int = 0) -> MLP:
     torch.manual_seed(seed)
     return MLP(12, [40, 40], 5, lambda a, b, role: MePropLinear(a, b, Sparsity(3, "topk", 0.0, sparse_grad)))

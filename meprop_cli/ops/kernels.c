@@ -500,15 +500,20 @@ static void conv_input_work(void *arg, int tid, int nthreads) {
     }
 }
 
+/* Runs work split into `units` shares (channels or examples); small products stay on one thread. */
+static void run_conv(conv_ctx *c, work_fn work, int64_t units, int nthreads) {
+    c->window = window_offsets(c);
+    if (units < 2 * nthreads || c->C * c->k * c->kh * c->kw * c->cin < (1 << 20)) nthreads = 1;
+    parallel_run(nthreads, work, c);
+    free(c->window);
+}
+
 /* dw (C, kh, kw, cin) <- Σ over the kept entries of each map of v · its window of xp (batch, Hp, Wp, cin). */
 void meprop_conv_grad_weight(const int64_t *pos, const float *val, int64_t C, int64_t k, const float *xp,
                              int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
                              int64_t kw, int64_t sh, int64_t sw, float *dw, int nthreads) {
     conv_ctx c = {pos, val, xp, dw, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
-    c.window = window_offsets(&c);
-    if (C < 2 * nthreads || C * k * kh * kw * cin < (1 << 20)) nthreads = 1;
-    parallel_run(nthreads, conv_weight_work, &c);
-    free(c.window);
+    run_conv(&c, conv_weight_work, C, nthreads);
 }
 
 /* dxp (batch, Hp, Wp, cin), zeroed, += v · W[c] (C, kh, kw, cin) at the window of every kept entry. */
@@ -516,8 +521,5 @@ void meprop_conv_grad_input(const int64_t *pos, const float *val, int64_t C, int
                             int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
                             int64_t kw, int64_t sh, int64_t sw, float *dxp, int nthreads) {
     conv_ctx c = {pos, val, wl, dxp, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
-    c.window = window_offsets(&c);
-    if (batch < 2 * nthreads || C * k * kh * kw * cin < (1 << 20)) nthreads = 1;
-    parallel_run(nthreads, conv_input_work, &c);
-    free(c.window);
+    run_conv(&c, conv_input_work, batch, nthreads);
 }
