@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from meprop_cli.errors import ConfigError
 from meprop_cli.nn import MLP
-from meprop_cli.ops import Sparsity, native
+from meprop_cli.ops import Sparsity
 from meprop_cli.nn.linear import MePropLinear
 from meprop_cli.optim import LazyAdagrad, LazyAdam, build_optimizer
 from meprop_cli.train import train
