@@ -72,6 +72,8 @@ class ParseTaskConfig(TaskConfig):
     embed_dim: int = 50  # size of each of the 48 feature embeddings (Chen & Manning)
     embed_init: float = 1.0  # embeddings start uniform in ±embed_init; C&M's ±0.01 left Adam ~5x slower to start
     min_word_count: int = 2  # rarer training words are UNK, so UNK gets trained
+    word_dropout: float = 0.0  # α: a training word seen c times becomes UNK with probability α/(α+c)
+    normalize_words: bool = False  # look words up lowercased, digits as 0
     pos_source: str = "gold"  # gold XPOS, or a POS run folder: parse test (and dev) with its predicted tags
 
 

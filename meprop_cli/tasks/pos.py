@@ -24,6 +24,7 @@ from meprop_cli.nn.lstm import BiLSTM, Packing
 from meprop_cli.ops import Sparsity
 from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.pos_features import FEATURES, TagSet, Vocabulary, normalize, word_features
+from meprop_cli.tasks.word_dropout import drop_probabilities, drop_words
 
 TAGSETS = ("xpos", "upos")
 SPLITS = ("train", "dev", "test")
@@ -112,11 +113,8 @@ class PosTask(Task):
 
     def set_vocabularies(self, words: Vocabulary, features: list[Vocabulary], tags: TagSet) -> None:
         self.words, self.features, self.tags = words, features, tags
-        alpha = self.cfg.word_dropout
-        counts = torch.tensor([words.counts.get(w, 0) for w in words.items], dtype=torch.float)
-        # word dropout: a training word seen c times becomes UNK with probability α / (α + c)
-        self.word_drop_p = alpha / (alpha + counts) if alpha > 0 else torch.zeros_like(counts)
-        self.word_drop_p[0] = 0.0
+        counts = torch.tensor([words.counts.get(w, 0) for w in words.items])
+        self.word_drop_p = drop_probabilities(counts, self.cfg.word_dropout)
 
     def encode(self, sentence: Sentence) -> Encoded:
         forms = [t.form for t in sentence.tokens]
@@ -136,8 +134,7 @@ class PosTask(Task):
         index = starts[packing.rows] + packing.steps  # packed row -> row of the concatenated sentences
         words = torch.cat([e.words for e in encoded])[index]
         if generator is not None:
-            drop = torch.rand(len(words), generator=generator) < self.word_drop_p[words]
-            words = words.masked_fill(drop, 0)
+            words = drop_words(words, self.word_drop_p, 0, generator)
         return Batch(words, torch.cat([e.features for e in encoded])[index], torch.cat([e.tags for e in encoded])[index],
                      packing, indices)
 

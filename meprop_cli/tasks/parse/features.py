@@ -19,6 +19,7 @@ from typing import Any
 
 from meprop_cli.data.conllu import Sentence
 from meprop_cli.tasks.parse.transitions import Configuration
+from meprop_cli.tasks.pos_features import normalize
 
 NULL, UNK, ROOT = "<NULL>", "<UNK>", "<ROOT>"
 NULL_ID, UNK_ID, ROOT_ID = 0, 1, 2
@@ -30,10 +31,11 @@ N_FEATURES = 2 * N_POSITIONS + N_LABEL_FEATURES  # 48
 class Vocab:
     """Strings ↔ ids; ids 0-2 are NULL, UNK, ROOT when specials=True (word and tag tables)."""
 
-    def __init__(self, items: list[str], specials: bool = True) -> None:
+    def __init__(self, items: list[str], specials: bool = True, counts: dict[str, int] | None = None) -> None:
         self.items = [NULL, UNK, ROOT, *items] if specials else [NULL, *items]
         self.index = {s: i for i, s in enumerate(self.items)}
         self.specials = specials
+        self.counts = counts or {}  # training counts (for word dropout); not kept in checkpoints
 
     def __len__(self) -> int:
         return len(self.items)
@@ -41,6 +43,11 @@ class Vocab:
     def id(self, item: str) -> int:
         """The item's id; unknown words and tags are UNK (labels come from train only, so never unknown)."""
         return self.index.get(item, UNK_ID) if self.specials else self.index[item]
+
+
+def word_form(form: str, normalize_words: bool) -> str:
+    """The string a word is looked up by: its form, or with normalize_words its normalized form."""
+    return normalize(form) if normalize_words else form
 
 
 def arc_label(deprel: str, labeled: bool) -> str:
@@ -53,28 +60,33 @@ class Vocabularies:
     words: Vocab
     tags: Vocab
     labels: Vocab  # NULL, then the arc labels; the transitions use ids 1..len-1
+    normalize_words: bool = False  # words looked up lowercased, digits as 0 (as the POS tagger does)
 
     @classmethod
-    def build(cls, train: list[Sentence], min_word_count: int, labeled: bool) -> "Vocabularies":
-        """Words seen at least min_word_count times (rarer ones train UNK), all tags and labels of train."""
-        counts = Counter(t.form for s in train for t in s.tokens)
+    def build(cls, train: list[Sentence], min_word_count: int, labeled: bool,
+              normalize_words: bool = False) -> "Vocabularies":
+        """Words seen at least min_word_count times (rarer ones are UNK), all tags and labels of train."""
+        counts = Counter(word_form(t.form, normalize_words) for s in train for t in s.tokens)
         words = sorted(w for w, c in counts.items() if c >= min_word_count)
         tags = sorted({t.xpos for s in train for t in s.tokens})
         labels = sorted({arc_label(t.deprel, labeled) for s in train for t in s.tokens})
-        return cls(Vocab(words), Vocab(tags), Vocab(labels, specials=False))
+        return cls(Vocab(words, counts={w: counts[w] for w in words}), Vocab(tags), Vocab(labels, specials=False),
+                   normalize_words)
 
     def state(self) -> dict[str, Any]:
         """What the checkpoint keeps to rebuild the vocabularies (the specials are implied)."""
-        return {"words": self.words.items[3:], "tags": self.tags.items[3:], "labels": self.labels.items[1:]}
+        return {"words": self.words.items[3:], "tags": self.tags.items[3:], "labels": self.labels.items[1:],
+                "normalize_words": self.normalize_words}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Vocabularies":
-        return cls(Vocab(state["words"]), Vocab(state["tags"]), Vocab(state["labels"], specials=False))
+        return cls(Vocab(state["words"]), Vocab(state["tags"]), Vocab(state["labels"], specials=False),
+                   state.get("normalize_words", False))
 
     def encode(self, sentence: Sentence, tags: list[str] | None = None) -> tuple[list[int], list[int]]:
         """Word and tag ids indexed by word position, ROOT at 0; tags replace the sentence's XPOS if given."""
         tags = tags if tags is not None else [t.xpos for t in sentence.tokens]
-        return ([ROOT_ID] + [self.words.id(t.form) for t in sentence.tokens],
+        return ([ROOT_ID] + [self.words.id(word_form(t.form, self.normalize_words)) for t in sentence.tokens],
                 [ROOT_ID] + [self.tags.id(tag) for tag in tags])
 
 

@@ -21,9 +21,10 @@ from meprop_cli.nn.mlp import ACTIVATIONS
 from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.parse.decode import parse
 from meprop_cli.tasks.parse.evaluate import attachment_scores
-from meprop_cli.tasks.parse.features import Vocabularies, arc_label, features
+from meprop_cli.tasks.parse.features import N_POSITIONS, UNK_ID, Vocabularies, arc_label, features
 from meprop_cli.tasks.parse.model import ParserModel
 from meprop_cli.tasks.parse.transitions import TransitionSet, is_projective, is_single_rooted_tree, oracle_steps
+from meprop_cli.tasks.word_dropout import drop_probabilities, drop_words
 
 log = logging.getLogger("meprop")
 
@@ -97,13 +98,16 @@ class ParseTask(Task):
 
     def load(self) -> None:
         cfg = self.cfg
-        if cfg.min_word_count < 1 or cfg.embed_dim < 1 or cfg.embed_init <= 0:
-            raise ConfigError("task.min_word_count and task.embed_dim must be at least 1 and task.embed_init "
-                              "above 0")
+        if cfg.min_word_count < 1 or cfg.embed_dim < 1 or cfg.embed_init <= 0 or cfg.word_dropout < 0:
+            raise ConfigError("task.min_word_count and task.embed_dim must be at least 1, task.embed_init "
+                              "above 0 and task.word_dropout at least 0")
         if cfg.activation not in ACTIVATIONS:
             raise ConfigError(f"task.activation={cfg.activation} is unknown; use one of {', '.join(ACTIVATIONS)}")
         self.gold = {split: read_conllu(self.conllu_path(split)) for split in SPLITS}
-        self.vocabs = Vocabularies.build(self.gold["train"], cfg.min_word_count, cfg.labeled)
+        self.vocabs = Vocabularies.build(self.gold["train"], cfg.min_word_count, cfg.labeled, cfg.normalize_words)
+        counts = self.vocabs.words.counts
+        self.word_drop_p = drop_probabilities(torch.tensor([counts.get(w, 0) for w in self.vocabs.words.items]),
+                                              cfg.word_dropout)
         self.transitions = TransitionSet(tuple(range(1, len(self.vocabs.labels))))
         self.encoded, self.tag_files = {}, {"dev": GOLD_TAGS, "test": GOLD_TAGS}
         for split in ("dev", "test"):  # before the oracle, so a wrong pos_source fails at once
@@ -129,7 +133,10 @@ class ParseTask(Task):
         order = torch.randperm(len(self.train_targets), generator=generator)
         for i in range(0, len(order), self.cfg.batch_size):
             idx = order[i:i + self.cfg.batch_size]
-            yield self.train_feats[idx], self.train_targets[idx]
+            feats = self.train_feats[idx]
+            if self.cfg.word_dropout > 0:  # the first N_POSITIONS features are words
+                feats[:, :N_POSITIONS] = drop_words(feats[:, :N_POSITIONS], self.word_drop_p, UNK_ID, generator)
+            yield feats, self.train_targets[idx]
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         feats, targets = batch

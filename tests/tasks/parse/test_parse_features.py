@@ -63,6 +63,16 @@ def test_vocabularies_map_rare_and_unseen_words_to_unk_and_survive_the_checkpoin
     assert again.words.items == vocabs.words.items and again.labels.items == vocabs.labels.items
 
 
+def test_normalized_words_share_an_id_across_case_and_digits_and_survive_the_checkpoint():
+    vocabs = Vocabularies.build([sentence("The", "the", "1999", "2001")], min_word_count=2, labeled=True,
+                                normalize_words=True)
+    words, _ = vocabs.encode(sentence("THE", "1234", "cat"))
+    assert words[1] == vocabs.words.id("the") != UNK_ID and words[2] == vocabs.words.id("0000") != UNK_ID
+    assert words[3] == UNK_ID and vocabs.words.counts == {"the": 2, "0000": 2}
+    again = Vocabularies.from_state(vocabs.state())
+    assert again.normalize_words and again.encode(sentence("THE"))[0] == words[:2]
+
+
 def test_arc_labels_are_universal_or_one_placeholder():
     assert arc_label("obl:tmod", labeled=True) == "obl"
     assert arc_label("obl:tmod", labeled=False) == arc_label("nsubj", labeled=False)

@@ -86,6 +86,28 @@ def test_every_method_trains_the_parser(tiny_treebank, make_cfg, tmp_path, metho
         assert record["k"] == 8 and record["k_output"] == 8  # the paper's parsing setting: same k on the output
 
 
+def test_word_dropout_turns_only_word_features_into_unk(tiny_treebank, make_cfg):
+    from meprop_cli.tasks import build_task
+    from meprop_cli.tasks.parse.features import N_POSITIONS, NULL_ID, ROOT_ID, UNK_ID
+
+    cfg = make_cfg(tiny_overrides(tiny_treebank, "task.word_dropout=1000", "task.min_word_count=1"))
+    task = build_task(cfg.task, tiny_treebank)
+    task.load()
+    feats = torch.cat([f for f, _ in task.train_batches(torch.Generator().manual_seed(0))])
+    words, original = feats[:, :N_POSITIONS], task.train_feats[:, :N_POSITIONS]  # batches are shuffled: count
+    real = original > ROOT_ID  # not NULL, UNK or ROOT
+    assert int((words > ROOT_ID).sum()) <= 0.01 * int(real.sum())  # α = 1000: nearly every word is dropped
+    assert int((words == UNK_ID).sum()) >= 0.99 * int(real.sum())
+    for special in (NULL_ID, ROOT_ID):  # never dropped
+        assert int((words == special).sum()) == int((original == special).sum())
+    assert feats[:, N_POSITIONS:].sort(0).values.equal(task.train_feats[:, N_POSITIONS:].sort(0).values)  # tags, labels
+
+
+def test_a_negative_word_dropout_is_a_config_error(tiny_treebank, make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="word_dropout"):
+        train(make_cfg(tiny_overrides(tiny_treebank, "task.word_dropout=-1")), tmp_path / "run")
+
+
 def test_unlabeled_parsing_has_three_transitions_and_cube_activation_runs(tiny_treebank, make_cfg, tmp_path):
     record = train(make_cfg(tiny_overrides(tiny_treebank, "task.labeled=false", "task.activation=cube",
                                            "task.min_word_count=1", "trainer.max_epochs=2")), tmp_path / "run")
