@@ -1,6 +1,7 @@
 """Shared fixtures: compose a run config as the CLI would, run the CLI in a subprocess, find real data."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -70,3 +71,11 @@ def backend(request, monkeypatch):
         pytest.skip("no C compiler: only the torch path exists here")
     assert native.backend() == request.param
     return request.param
+
+
+def load_script(name: str):
+    """scripts/NAME.py imported as a module, so a test can call its main() in this process."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,21 +1,14 @@
 """scripts/bench_backprop.py runs and prints its tables (shapes shrunk by --quick; no timing checked)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from conftest import load_script
 from meprop_cli.results import read_benchmark
 from meprop_cli.table import build_synthetic
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_backprop.py"
 
 
 @pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_backprop", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_backprop")
 
 
 def table_rows(text: str) -> list[list[str]]:

@@ -1,20 +1,15 @@
 """scripts/bench_conv.py runs for every gradient kind and prints both layers and their parts (no timing checked)."""
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_conv.py"
+from conftest import load_script
 
 
 @pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_conv", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_conv")
 
 
 @pytest.mark.parametrize("extra, nonzero", [([], None), (["--nonzero", "0.064", "0.016"], (0.064, 0.016)),
