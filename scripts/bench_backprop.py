@@ -220,13 +220,12 @@ def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[
         return make
 
     def synthetic(method_overrides: list[str], sparse_update: bool) -> tuple[Task, Method, Any]:
-        method_name = method_overrides[0].removeprefix("method=")
-        cfg = compose(["task=digits", f"optim={args.optim}", f"optim.sparse_update={str(sparse_update).lower()}"])
+        cfg = compose(["task=digits", *method_overrides, f"optim={args.optim}",
+                       f"optim.sparse_update={str(sparse_update).lower()}"])
         if args.optim == "adagrad":
             cfg.optim.lr = 0.01  # the papers' AdaGrad rate for parsing
-        mode = None if method_name == "baseline" else "topk"
-        k = None if mode is None else 20  # the paper's k for parsing, output layer included
-        method = Method(method_name, mode, [500, 500], k, k, sparse_grad=sparse_update)
+        k = None if cfg.method.mode is None else 20  # the paper's k for parsing, output layer included
+        method = Method(cfg.method.name, cfg.method.mode, [500, 500], k, k, sparse_grad=sparse_update)
         task = SyntheticParsingTask(1000 if args.quick else 10_000, 2400, args.parse_outputs)
         return task, method, cfg.optim
 

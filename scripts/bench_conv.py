@@ -44,16 +44,18 @@ def training_like_gradient(y: torch.Tensor, nonzero: float | None = None) -> tor
     return g
 
 
-def time_backward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, g: torch.Tensor,
-                  ratio: float | None, repeat: int, clock) -> float:
-    """Median seconds of one backward through meprop_conv2d (the forward is outside the clock)."""
-    times = []
-    for _ in range(repeat + 2):  # two warm-up steps
-        y = meprop_conv2d(x, weight, bias, 1, 2, ratio)
-        start = clock()
-        y.backward(g)
-        times.append(clock() - start)
-    return statistics.median(times[2:])
+def time_backwards(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, g: torch.Tensor,
+                   ratios: list[float | None], repeat: int, clock) -> list[float]:
+    """Median seconds of one backward through meprop_conv2d per ratio (None: dense), the forward outside the
+    clock. The ratios take turns in every repetition, so warm-up and changing load hit them alike."""
+    times: list[list[float]] = [[] for _ in ratios]
+    for _ in range(repeat + 2):  # two warm-up rounds
+        for ratio, samples in zip(ratios, times):
+            y = meprop_conv2d(x, weight, bias, 1, 2, ratio)
+            start = clock()
+            y.backward(g)
+            samples.append(clock() - start)
+    return [statistics.median(samples[2:]) for samples in times]
 
 
 def time_call(fn, repeat: int, clock) -> float:
@@ -114,10 +116,9 @@ def main() -> None:
         y = F.conv2d(x.detach(), weight.detach(), None, 1, 2)
         g = torch.randn_like(y) if args.dense_gradient else training_like_gradient(
             y, args.nonzero[layer] if args.nonzero else None)
-        dense = time_backward(x, weight, bias, g, None, args.repeat, clock)
+        dense, *sparse_times = time_backwards(x, weight, bias, g, [None, *args.ratio], args.repeat, clock)
         line = f"{name}: grad nonzero {float((g != 0).float().mean()):.3f}, dense {dense * 1e3:.2f} ms"
-        for ratio in args.ratio:
-            sparse = time_backward(x, weight, bias, g, ratio, args.repeat, clock)
+        for ratio, sparse in zip(args.ratio, sparse_times):
             line += f" | {ratio:.0%}: {sparse * 1e3:.2f} ms (dense/sparse {dense / sparse:.2f}x)"
         print(line)
         if args.parts:

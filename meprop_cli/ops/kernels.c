@@ -469,7 +469,8 @@ void meprop_select_maps(const float *score, int64_t score_cs, int64_t score_bs, 
 }
 
 typedef struct {
-    const int64_t *pos; const float *val, *src; float *dst; int64_t batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw;
+    const int64_t *pos; const float *val, *xp, *wl; float *dw, *dxp;
+    int64_t batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw;
     int64_t *window; /* window[p]: offset in xp / dxp of the window of output position p */
 } conv_ctx;
 
@@ -494,12 +495,12 @@ static void conv_weight_work(void *arg, int tid, int nthreads) {
     conv_ctx *c = (conv_ctx *)arg;
     const int64_t run = c->kw * c->cin, size = c->kh * run;
     for (int64_t m = c->C * tid / nthreads; m < c->C * (tid + 1) / nthreads; m++) {
-        float *dw = c->dst + m * size;
+        float *dw = c->dw + m * size;
         memset(dw, 0, sizeof(float) * size);
         for (int64_t e = m * c->k; e < (m + 1) * c->k; e++) {
             const float v = c->val[e];
             if (v == 0.0f) continue;
-            const float *x = c->src + c->window[c->pos[e]];
+            const float *x = c->xp + c->window[c->pos[e]];
             for (int64_t r = 0; r < c->kh; r++) axpy(dw + r * run, x + r * c->Wp * c->cin, v, run);
         }
     }
@@ -513,36 +514,27 @@ static void conv_input_work(void *arg, int tid, int nthreads) {
     if (b0 >= b1) return;
     for (int64_t m = 0; m < c->C; m++) {
         const int64_t *pos = c->pos + m * c->k;
-        const float *val = c->val + m * c->k, *wm = c->src + m * size;
+        const float *val = c->val + m * c->k, *wm = c->wl + m * size;
         for (int64_t e = lower_bound(pos, c->k, b0 * hw); e < c->k && pos[e] < b1 * hw; e++) {
             const float v = val[e];
             if (v == 0.0f) continue;
-            float *dx = c->dst + c->window[pos[e]];
+            float *dx = c->dxp + c->window[pos[e]];
             for (int64_t r = 0; r < c->kh; r++) axpy(dx + r * c->Wp * c->cin, wm + r * run, v, run);
         }
     }
 }
 
-/* Runs work split into `units` shares (channels or examples); small products stay on one thread. */
-static void run_conv(conv_ctx *c, work_fn work, int64_t units, int nthreads) {
-    c->window = window_offsets(c);
-    if (units < 2 * nthreads || c->C * c->k * c->kh * c->kw * c->cin < (1 << 20)) nthreads = 1;
-    parallel_run(nthreads, work, c);
-    free(c->window);
-}
-
-/* dw (C, kh, kw, cin) <- Σ over the kept entries of each map of v · its window of xp (batch, Hp, Wp, cin). */
-void meprop_conv_grad_weight(const int64_t *pos, const float *val, int64_t C, int64_t k, const float *xp,
-                             int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
-                             int64_t kw, int64_t sh, int64_t sw, float *dw, int nthreads) {
-    conv_ctx c = {pos, val, xp, dw, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
-    run_conv(&c, conv_weight_work, C, nthreads);
-}
-
-/* dxp (batch, Hp, Wp, cin), zeroed, += v · W[c] (C, kh, kw, cin) at the window of every kept entry. */
-void meprop_conv_grad_input(const int64_t *pos, const float *val, int64_t C, int64_t k, const float *wl,
-                            int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
-                            int64_t kw, int64_t sh, int64_t sw, float *dxp, int nthreads) {
-    conv_ctx c = {pos, val, wl, dxp, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
-    run_conv(&c, conv_input_work, batch, nthreads);
+/* From the kept entries (pos, val: (C, k)) of a convolution's output gradient:
+ *   dw (C, kh, kw, cin)       <- Σ over the kept entries of each map of v · its window of xp (batch, Hp, Wp, cin)
+ *   dxp (batch, Hp, Wp, cin)  += v · wl[c] (C, kh, kw, cin) at the window of every kept entry (zeroed by the caller)
+ * dw or dxp may be NULL (that gradient is not needed). dW is split by channel, dx by example. */
+void meprop_conv_grads(const int64_t *pos, const float *val, int64_t C, int64_t k, const float *xp, const float *wl,
+                       int64_t batch, int64_t Hp, int64_t Wp, int64_t cin, int64_t h, int64_t w, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, float *dw, float *dxp, int nthreads) {
+    conv_ctx c = {pos, val, xp, wl, dw, dxp, batch, C, k, h, w, Hp, Wp, cin, kh, kw, sh, sw, NULL};
+    c.window = window_offsets(&c);
+    if (C * k * kh * kw * cin < (1 << 20)) nthreads = 1; /* small products: threads cost more than they save */
+    if (dw) parallel_run(C < 2 * nthreads ? 1 : nthreads, conv_weight_work, &c);
+    if (dxp) parallel_run(batch < 2 * nthreads ? 1 : nthreads, conv_input_work, &c);
+    free(c.window);
 }

@@ -91,8 +91,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "meprop_adam_rows": [p, p, p, p, p, i64, i64, f32, f32, f32, f32, f32, f32, f32, i32],
         "meprop_adagrad_rows": [p, p, p, p, i64, i64, f32, f32, f32, i32],
         "meprop_select_maps": [p, i64, i64, p, i64, i64, i64, i64, p, p, i32],
-        "meprop_conv_grad_weight": [p, p, i64, i64, p, *[i64] * 10, p, i32],
-        "meprop_conv_grad_input": [p, p, i64, i64, p, *[i64] * 10, p, i32],
+        "meprop_conv_grads": [p, p, i64, i64, p, p, *[i64] * 10, p, p, i32],
     }
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)
@@ -263,8 +262,8 @@ def conv_grads(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], p
     C visits only the kept entries; the torch twin runs torch's dense convolution backward on the
     zero-filled gradient (faster on a CPU than torch's sparse products here, see scripts/bench_conv.py).
     """
-    lib = _c(x.contiguous(), weight.contiguous(), positions, values)
-    if lib is None or x.dtype != torch.float32 or weight.dtype != torch.float32:
+    lib = _c(positions, values)  # x and W are copied to channels-last below, so their layout does not matter
+    if lib is None or values.dtype != torch.float32 or x.dtype != torch.float32 or weight.dtype != torch.float32:
         grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
             scatter_maps(out_shape, positions, values), x, weight, None, list(stride), list(padding), [1, 1],
             False, [0, 0], 1, [need_input, need_weight, False])
@@ -273,21 +272,15 @@ def conv_grads(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], p
     channels, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     padded = (batch, height + 2 * ph, width + 2 * pw, c_in)  # channels-last: a window row is one run
-    shape = (padded[0], padded[1], padded[2], c_in, out_shape[2], out_shape[3], kh, kw, sh, sw)
-    grad_x = grad_w = None
-    if need_weight:
-        x_padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()
-        grad_w = torch.empty(channels, kh, kw, c_in)
-        lib.meprop_conv_grad_weight(_ptr(positions), _ptr(values), channels, positions.shape[1], _ptr(x_padded),
-                                    *shape, _ptr(grad_w), _threads())
-        grad_w = grad_w.permute(0, 3, 1, 2).contiguous()
-    if need_input:
-        weight_last = weight.permute(0, 2, 3, 1).contiguous()
-        grad_padded = torch.zeros(padded)
-        lib.meprop_conv_grad_input(_ptr(positions), _ptr(values), channels, positions.shape[1], _ptr(weight_last),
-                                   *shape, _ptr(grad_padded), _threads())
-        grad_x = grad_padded[:, ph:ph + height, pw:pw + width].permute(0, 3, 1, 2).contiguous()
-    return grad_x, grad_w
+    x_padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous() if need_weight else None
+    weight_last = weight.permute(0, 2, 3, 1).contiguous() if need_input else None
+    grad_w = torch.empty(channels, kh, kw, c_in) if need_weight else None
+    grad_padded = torch.zeros(padded) if need_input else None
+    lib.meprop_conv_grads(_ptr(positions), _ptr(values), channels, positions.shape[1], _ptr(x_padded),
+                          _ptr(weight_last), *padded, out_shape[2], out_shape[3], kh, kw, sh, sw, _ptr(grad_w),
+                          _ptr(grad_padded), _threads())
+    grad_x = grad_padded[:, ph:ph + height, pw:pw + width].permute(0, 3, 1, 2).contiguous() if need_input else None
+    return grad_x, None if grad_w is None else grad_w.permute(0, 3, 1, 2).contiguous()
 
 
 # -- row-sparse optimizer updates -----------------------------------------------------------------
