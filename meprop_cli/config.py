@@ -118,6 +118,7 @@ class TrainerConfig:
     log_every_steps: int = 1000  # with plain log lines: one line every N updates
     checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
+    average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
 
 
 @dataclass
@@ -185,5 +186,8 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"optim.lr_decay={cfg.optim.lr_decay} must be in (0, 1]: 1 keeps the learning rate constant")
     if cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1")
+    if not 0.0 <= cfg.trainer.average_decay < 1.0:
+        raise ConfigError(f"trainer.average_decay={cfg.trainer.average_decay} must be in [0, 1): 0 scores the "
+                          "weights as trained, 0.999 an average over about the last 1,000 updates")
     if cfg.trainer.progress not in PROGRESS:
         raise ConfigError(f"trainer.progress={cfg.trainer.progress} is unknown; use one of {', '.join(PROGRESS)}")

@@ -7,6 +7,7 @@ autograd functions) and the update (zero_grad + optimizer step).
 from __future__ import annotations
 
 import copy
+import contextlib
 import logging
 import random
 import signal
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from meprop_cli import results
+from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import validate
 from meprop_cli.errors import UserError
 from meprop_cli.methods import Method, build_method
@@ -106,6 +108,8 @@ class Run:
         self.task.load()
         self.model = self.task.build_model(self.method)
         self.optimizer = build_optimizer(cfg.optim, self.model)
+        decay = cfg.trainer.average_decay
+        self.average = WeightAverage(self.model, decay) if decay > 0 else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.record["params"] = sum(p.numel() for p in self.model.parameters())
         self.record.update(self.task.describe())
@@ -151,6 +155,10 @@ class Run:
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
             loss, n = timed_step(self.task, self.model, self.optimizer, batch, times)
+            if self.average is not None:
+                started = time.perf_counter()
+                self.average.update()
+                times["update_s"] += time.perf_counter() - started
             steps += 1
             self.step += 1
             examples += n
@@ -160,7 +168,8 @@ class Run:
             elif cfg.progress != "none" and bar is None and steps % cfg.log_every_steps == 0:
                 log.info("epoch %d step %d: train loss %.4f", epoch, steps, loss_sum / examples)
             if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
-                self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
+                with self.scored_weights():
+                    self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
         if bar is not None:
             bar.close()
         times["linear_backward_s"] = linear_backward_timer.reset()
@@ -172,9 +181,13 @@ class Run:
         busy = times["forward_s"] + times["backward_s"] + times["update_s"]
         line = {"step": self.step, "lr": lr, "train_loss": loss_sum / max(examples, 1), "examples": examples,
                 "examples_per_s": examples / busy if busy > 0 else None, "timing": times}
-        dev = evaluate(self.task, self.model, "dev")
-        self.consider(dev, epoch, line)
+        with self.scored_weights():
+            self.consider(evaluate(self.task, self.model, "dev"), epoch, line)
         self.save_last()
+
+    def scored_weights(self) -> contextlib.AbstractContextManager:
+        """Inside it the model holds the weights dev is scored with (and best.pt keeps): the average, if any."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def set_epoch_lr(self, epoch: int) -> float:
         """optim.lr_decay: epoch e trains at lr · lr_decay^(e−1), from the optimizer's own starting lr."""
@@ -235,6 +248,7 @@ class Run:
             self.run_dir / results.LAST_CHECKPOINT, self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), epoch=self.epoch, step=self.step, examples=self.examples,
             totals=self.totals, best_dev=self.best_dev, best_state=self.best_state, record=self.record,
+            average=self.average.state_dict() if self.average is not None else None,
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
             elapsed=self.elapsed_before + time.perf_counter() - self.started)
 
@@ -246,6 +260,10 @@ class Run:
         last = torch.load(path, weights_only=False)
         self.model.load_state_dict(last["model"])
         self.optimizer.load_state_dict(last["optimizer"])
+        if self.average is not None:
+            if last.get("average") is None:
+                raise UserError(f"{path} was saved without trainer.average_decay; resume it with the same setting")
+            self.average.load_state_dict(last["average"])
         self.epoch, self.step, self.examples = last["epoch"], last["step"], last["examples"]
         self.totals, self.best_dev, self.best_state = last["totals"], last["best_dev"], last["best_state"]
         self.record.update({k: last["record"][k] for k in ("best_epoch", "best_step", "dev", "epochs_run")})

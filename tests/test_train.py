@@ -111,3 +111,40 @@ def test_lr_decay_outside_0_1_is_a_config_error(make_cfg, tmp_path):
 
     with pytest.raises(ConfigError, match="optim.lr_decay=0.0 must be in"):
         train(make_cfg(["optim.lr_decay=0"]), tmp_path)
+
+
+def test_average_decay_scores_dev_and_test_with_the_averaged_weights(make_cfg, tmp_path, monkeypatch):
+    overrides = ["trainer.max_epochs=3", "trainer.progress=none", "trainer.average_decay=0.9"]
+    cfg = make_cfg(overrides)
+    full = train(cfg, tmp_path / "full")
+    last = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    best = torch.load(tmp_path / "full" / "best.pt", weights_only=False)
+    assert last["average"]["updates"] == 3 * 120
+    assert full["best_epoch"] == 3  # so best.pt is the average after the last update, not the trained weights
+    for name, a in zip(last["model"], last["average"]["average"]):
+        torch.testing.assert_close(best["model"][name], a)
+    assert any(not torch.equal(best["model"][n], last["model"][n]) for n in last["model"])
+    run = Run(cfg, tmp_path / "again")
+    run.setup()
+    run.model.load_state_dict(best["model"])
+    run.model.eval()
+    with torch.no_grad():
+        assert run.task.evaluate(run.model, "test") == full["test"]
+    plain = train(make_cfg(["trainer.max_epochs=3", "trainer.progress=none"]), tmp_path / "plain")
+    assert [m["dev"] for m in results.read_metrics(tmp_path / "plain")] != \
+        [m["dev"] for m in results.read_metrics(tmp_path / "full")]
+    assert plain["timing"]["update_s"] > 0
+
+    original = Run.train_epoch  # an interrupted and resumed run ends as the uninterrupted one
+    monkeypatch.setattr(Run, "train_epoch", interrupted_in_epoch(3, original))
+    train(cfg, tmp_path / "cut")
+    monkeypatch.setattr(Run, "train_epoch", original)
+    resumed = train(make_cfg([*overrides, "trainer.resume=true"]), tmp_path / "cut")
+    assert resumed["dev"] == full["dev"] and resumed["test"] == full["test"]
+
+
+def test_average_decay_outside_0_1_is_a_config_error(make_cfg, tmp_path):
+    from meprop_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.average_decay=1.0 must be in"):
+        train(make_cfg(["trainer.average_decay=1"]), tmp_path)
