@@ -26,6 +26,7 @@ class TaskConfig:
     topk: Optional[int] = 20  # the task's default k for hidden layers (top-level `topk` overrides)
     topk_output: Optional[int] = None  # the task's default k for the output layer (null = full gradient)
     adagrad_lr: float = 0.1  # AdaGrad learning rate of the papers for this task
+    average_decay: float = 0.0  # the task's default for trainer.average_decay (0 = score the weights as trained)
 
 
 @dataclass

@@ -28,6 +28,13 @@ def test_topk_output_can_differ_and_decay_reaches_the_selection(make_cfg):
     assert (s.k, s.mode, s.decay) == (5, "unified", 0.6)
 
 
+def test_weight_averaging_defaults_to_the_tasks_setting_and_can_be_overridden(make_cfg):
+    assert make_cfg().trainer.average_decay == 0.0
+    assert make_cfg(["task=parse"]).trainer.average_decay == 0.999
+    assert make_cfg(["task=parse", "trainer.average_decay=0"]).trainer.average_decay == 0.0
+    assert make_cfg(["task=mnist_mlp", "trainer.average_decay=0.99"]).trainer.average_decay == 0.99
+
+
 def test_small_method_sets_hidden_to_k_and_trains_fully(make_cfg):
     method = build_method(make_cfg(["task=mnist_mlp", "method=small", "topk=20"]))
     assert method.hidden == [20, 20] and method.sparsity("hidden") is None
