@@ -1,11 +1,22 @@
 """The trainer, called in process on the bundled digits: result contract, best-dev protocol, resume."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from meprop_cli import results
 from meprop_cli.train import Run, train
+
+
+def checkpoint_test_scores(cfg, checkpoint: Path, run_dir: Path) -> dict:
+    """The test scores of a checkpoint's weights, loaded into a freshly set-up run of cfg."""
+    run = Run(cfg, run_dir)
+    run.setup()
+    run.model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    run.model.eval()
+    with torch.no_grad():
+        return run.task.evaluate(run.model, "test")
 
 
 def test_result_json_follows_the_contract(make_cfg, tmp_path):
@@ -30,13 +41,7 @@ def test_test_score_comes_from_the_best_dev_epoch(make_cfg, tmp_path):
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
     best = max(lines, key=lambda line: line["dev"]["accuracy"])  # the first of equals wins
     assert record["best_epoch"] == best["epoch"] and record["dev"] == best["dev"]
-    checkpoint = torch.load(tmp_path / "best.pt", weights_only=False)
-    run = Run(cfg, tmp_path / "again")
-    run.setup()
-    run.model.load_state_dict(checkpoint["model"])
-    run.model.eval()
-    with torch.no_grad():
-        assert run.task.evaluate(run.model, "test") == record["test"]
+    assert checkpoint_test_scores(cfg, tmp_path / "best.pt", tmp_path / "again") == record["test"]
 
 
 def test_same_seed_gives_the_same_run(make_cfg, tmp_path):
@@ -124,16 +129,10 @@ def test_average_decay_scores_dev_and_test_with_the_averaged_weights(make_cfg, t
     for name, a in zip(last["model"], last["average"]["average"]):
         torch.testing.assert_close(best["model"][name], a)
     assert any(not torch.equal(best["model"][n], last["model"][n]) for n in last["model"])
-    run = Run(cfg, tmp_path / "again")
-    run.setup()
-    run.model.load_state_dict(best["model"])
-    run.model.eval()
-    with torch.no_grad():
-        assert run.task.evaluate(run.model, "test") == full["test"]
-    plain = train(make_cfg(["trainer.max_epochs=3", "trainer.progress=none"]), tmp_path / "plain")
+    assert checkpoint_test_scores(cfg, tmp_path / "full" / "best.pt", tmp_path / "again") == full["test"]
+    train(make_cfg(["trainer.max_epochs=3", "trainer.progress=none"]), tmp_path / "plain")
     assert [m["dev"] for m in results.read_metrics(tmp_path / "plain")] != \
         [m["dev"] for m in results.read_metrics(tmp_path / "full")]
-    assert plain["timing"]["update_s"] > 0
 
     original = Run.train_epoch  # an interrupted and resumed run ends as the uninterrupted one
     monkeypatch.setattr(Run, "train_epoch", interrupted_in_epoch(3, original))
