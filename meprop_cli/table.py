@@ -49,8 +49,9 @@ METHOD_ORDER = ("baseline", "small", "meprop", "meprop_unified", "random", "mesi
 # Config values that never change what a run computes: left out of the setting a run is grouped by.
 BOOKKEEPING = {"seed", "data_root", "trainer.threads", "trainer.progress", "trainer.log_every_steps",
                "trainer.checkpoint", "trainer.resume", "task.eval_batch_size"}
-# Config values replaced by the result's own account of them (baseline runs carry an unused topk).
-REPLACED = {"topk", "topk_output", "task.topk", "task.topk_output"}
+# Config values replaced by the result's own account of them (baseline runs carry an unused topk), or
+# that only give another key its default (task.average_decay → trainer.average_decay, which is compared).
+REPLACED = {"topk", "topk_output", "task.topk", "task.topk_output", "task.average_decay"}
 # The last part of config keys that belong to a method, not to the context a baseline must share.
 METHOD_PARTS = {"topk", "topk_output", "topk_ratio", "decay", "k", "k_output", "hidden_final", "hidden_initial"}
 # Result keys that are settings (they split runs into rows); batch_norm is context a baseline shares.

@@ -122,6 +122,17 @@ def test_settings_that_differ_outside_the_kinds_columns_get_their_own_column(tmp
     assert {r["trainer.max_epochs"]: r["test (%)"] for r in rows_by(built)} == {"20": "97.00", "5": "93.00"}
 
 
+def test_weight_averaging_splits_settings_by_the_decay_used_not_by_where_its_default_came_from(tmp_path):
+    write_run(tmp_path, "b", method="baseline", test=0.97, extra_config={"trainer.average_decay": 0.999})
+    write_run(tmp_path, "m", method="meprop", test=0.96,
+              extra_config={"trainer.average_decay": 0.999, "task.average_decay": 0.999})
+    write_run(tmp_path, "plain", method="meprop", test=0.95, extra_config={"trainer.average_decay": 0.0})
+    built, _ = table.make_table([tmp_path], "main")
+    assert "task.average_decay" not in built.headers and "trainer.average_decay" in built.headers
+    rows = {r["trainer.average_decay"]: r["test (%)"] for r in rows_by(built) if r["method"] == "meprop"}
+    assert rows == {"0.999": "96.00 (-1.00)", "0": "95.00"}  # only the averaged run has an averaged baseline
+
+
 def test_tasks_with_different_metrics_name_them(tmp_path):
     write_run(tmp_path, "m", method="baseline", test=0.97)
     parse = write_run(tmp_path, "p", task="parse", method="baseline")
