@@ -16,8 +16,8 @@ import torch
 class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
-        self.params = [p for p in model.parameters()]
-        self.average = [p.detach().clone() for p in self.params]
+        self.params = [p.detach() for p in model.parameters()]  # views of the weights, built once
+        self.average = [p.clone() for p in self.params]
         self.updates = 0
 
     @torch.no_grad()
@@ -25,13 +25,13 @@ class WeightAverage:
         """Call after each optimizer step."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - decay)
+        torch._foreach_lerp_(self.average, self.params, 1.0 - decay)
 
     @contextmanager
     @torch.no_grad()
     def applied(self) -> Iterator[None]:
         """The model holds the averaged weights inside the block, its trained weights again after it."""
-        trained = [p.detach().clone() for p in self.params]
+        trained = [p.clone() for p in self.params]
         for p, a in zip(self.params, self.average):
             p.copy_(a)
         try:

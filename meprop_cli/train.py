@@ -262,7 +262,8 @@ class Run:
         self.optimizer.load_state_dict(last["optimizer"])
         if self.average is not None:
             if last.get("average") is None:
-                raise UserError(f"{path} was saved without trainer.average_decay; resume it with the same setting")
+                raise UserError(f"{path} was saved without weight averaging: resume it with trainer.average_decay=0, "
+                                "the setting it was trained with")
             self.average.load_state_dict(last["average"])
         self.epoch, self.step, self.examples = last["epoch"], last["step"], last["examples"]
         self.totals, self.best_dev, self.best_state = last["totals"], last["best_dev"], last["best_state"]

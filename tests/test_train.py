@@ -142,6 +142,17 @@ def test_average_decay_scores_dev_and_test_with_the_averaged_weights(make_cfg, t
     assert resumed["dev"] == full["dev"] and resumed["test"] == full["test"]
 
 
+def test_resuming_a_run_without_averaging_with_averaging_is_a_clear_error(make_cfg, tmp_path, monkeypatch):
+    from meprop_cli.errors import UserError
+
+    monkeypatch.setattr(Run, "train_epoch", interrupted_in_epoch(2, Run.train_epoch))
+    train(make_cfg(["trainer.max_epochs=2", "trainer.progress=none"]), tmp_path)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="resume it with trainer.average_decay=0"):
+        train(make_cfg(["trainer.max_epochs=2", "trainer.progress=none", "trainer.resume=true",
+                        "trainer.average_decay=0.9"]), tmp_path)
+
+
 def test_average_decay_outside_0_1_is_a_config_error(make_cfg, tmp_path):
     from meprop_cli.errors import ConfigError
 
