@@ -8,15 +8,18 @@ averaged with the random initial weights for thousands of steps. Only parameters
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
+
+from meprop_cli.nn.shrink import apply_slices
 
 
 class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
-        self.params = [p.detach() for p in model.parameters()]  # views of the weights, built once
+        self.owners = list(model.parameters())
+        self.params = [p.detach() for p in self.owners]  # views of the weights, built once
         self.average = [p.clone() for p in self.params]
         self.updates = 0
 
@@ -39,6 +42,18 @@ class WeightAverage:
         finally:
             for p, t in zip(self.params, trained):
                 p.copy_(t)
+
+    @torch.no_grad()
+    def rebuilt(self, model: torch.nn.Module, origin: Callable) -> "WeightAverage":
+        """The average for the model's parameters after some were cut (meSimp): origin(p) gives the parameter
+        p was cut from and the slices (nn.shrink.ShrinkRecord.origin); the average is cut the same way."""
+        averages = dict(zip(self.owners, self.average))
+        new = WeightAverage(model, self.decay)
+        for i, p in enumerate(new.owners):
+            old, slices = origin(p)
+            new.average[i] = apply_slices(averages[old], slices)
+        new.updates = self.updates
+        return new
 
     def state_dict(self) -> dict:
         return {"average": self.average, "updates": self.updates}

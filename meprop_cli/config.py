@@ -98,6 +98,15 @@ class MethodConfig:
 
 
 @dataclass
+class MeSimpMethodConfig(MethodConfig):
+    name: str = "mesimp"
+    mode: Optional[str] = "topk"  # the top-k whose record decides which neurons stay
+    prune_rate: float = 0.1  # a check removes a neuron kept by fewer than prune_rate of the examples since the last
+    prune_checks_per_epoch: int = 8  # checks per epoch, evenly spaced (the reference's IterPerEpoch)
+    cycle_epochs: int = 5  # stage length: simplify this many epochs, then train normally as many, and so on
+
+
+@dataclass
 class OptimConfig:
     name: str = "adam"  # adam | adagrad | sgd
     lr: float = 1e-3
@@ -134,6 +143,7 @@ class Config:
     decay: float = 0.0  # run_grad momentum of the top-k selection (0 = plain top-k)
     topk_ratio: Optional[float] = None  # meProp-CNN: share of each conv feature map's gradient kept (0.05 = 5%)
     data_root: str = "data"  # folder holding mnist/ and ud-english-ewt/ (env MEPROP_DATA)
+    hidden_from: Optional[str] = None  # a run folder: start at the hidden sizes its tested model had (meSimp)
 
 
 def register_configs() -> None:
@@ -145,6 +155,7 @@ def register_configs() -> None:
     cs.store(group="task", name="base_parse", node=ParseTaskConfig)
     cs.store(group="task", name="base_mnist_cnn", node=MnistCnnTaskConfig)
     cs.store(group="method", name="base_method", node=MethodConfig)
+    cs.store(group="method", name="base_mesimp", node=MeSimpMethodConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)
 
 
@@ -190,5 +201,11 @@ def validate(cfg: Any) -> None:
     if not 0.0 <= cfg.trainer.average_decay < 1.0:
         raise ConfigError(f"trainer.average_decay={cfg.trainer.average_decay} must be in [0, 1): 0 scores the "
                           "weights as trained, 0.999 an average over about the last 1,000 updates")
+    if method.name == "mesimp":
+        if not 0.0 <= method.prune_rate < 1.0:
+            raise ConfigError(f"method.prune_rate={method.prune_rate} must be in [0, 1): 0.1 removes neurons that "
+                              "fewer than 10% of the examples since the last check kept in their top-k")
+        if method.prune_checks_per_epoch < 1 or method.cycle_epochs < 1:
+            raise ConfigError("method.prune_checks_per_epoch and method.cycle_epochs must be at least 1")
     if cfg.trainer.progress not in PROGRESS:
         raise ConfigError(f"trainer.progress={cfg.trainer.progress} is unknown; use one of {', '.join(PROGRESS)}")

@@ -30,6 +30,21 @@ RESULT_KEYS = ("task", "method", "seed", "status", "error", "best_epoch", "dev",
                "k_output", "params", "timing")
 TIMING_KEYS = ("forward_s", "backward_s", "linear_backward_s", "update_s", "total_s")
 
+# Hidden sizes, for every model whose hidden neurons can be removed (nn/shrink.py): one size per group, an
+# MLP's hidden layers or each BiLSTM layer's left and right direction. Written by the trainer for every such
+# run, so a meSimp run and a baseline trained at its sizes (hidden_from) can be matched.
+HIDDEN_INITIAL = "hidden_initial"  # result.json: the sizes training started with
+HIDDEN_FINAL = "hidden_final"  # result.json: the sizes when training ended
+HIDDEN_TESTED = "hidden_tested"  # result.json: the sizes of the best-dev model, the one test was scored with
+PARAMS_FINAL = "params_final"  # result.json: parameters when training ended ("params": at the start)
+PARAMS_TESTED = "params_tested"  # result.json: parameters of the model test was scored with
+HIDDEN_FROM = "hidden_from"  # result.json: the run folder whose tested sizes this run was built with, or null
+DECODE = "decode"  # result.json: {test_s, test_s_initial, speedup}, test forward of the tested model vs the
+#                    same model at its initial sizes (runs whose sizes changed)
+SIZES = "hidden_sizes"  # metrics.jsonl: the sizes at that evaluation; also in every prune check
+PRUNE_CHECKS = "prune_checks"  # metrics.jsonl: the checks since the previous line, each {epoch, step, pruned, hidden_sizes}
+PRUNE_CHECK_COUNT = "prune_check_count"  # result.json (meSimp): checks run
+
 
 def _clean(value: Any) -> Any:
     """JSON cannot hold NaN or infinity: write null instead of an unreadable file."""

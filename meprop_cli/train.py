@@ -6,9 +6,10 @@ autograd functions) and the update (zero_grad + optimizer step).
 """
 from __future__ import annotations
 
-import copy
 import contextlib
+import copy
 import logging
+import math
 import random
 import signal
 import sys
@@ -28,7 +29,9 @@ from meprop_cli import results
 from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import validate
 from meprop_cli.errors import UserError
-from meprop_cli.methods import Method, build_method
+from meprop_cli.methods import Change, Method, Step, build_method
+from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load_selection_state_dict,
+                                  selection_state_dict, sizes_of)
 from meprop_cli.optim import build_optimizer
 from meprop_cli.ops import linear_backward_timer
 from meprop_cli.tasks import Task, build_task
@@ -69,6 +72,24 @@ def timed_step(task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimi
     return loss, n
 
 
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def read_hidden_from(run_dir: str) -> list[int]:
+    """The hidden sizes of the model a finished run scored test with (hidden_from=RUN_DIR)."""
+    folder = Path(run_dir).expanduser()
+    try:
+        record = results.read_result(folder)
+    except (OSError, ValueError) as e:
+        raise UserError(f"hidden_from={run_dir}: its {results.RESULT_FILE} is unreadable ({e})")
+    sizes = (record or {}).get(results.HIDDEN_TESTED)
+    if not isinstance(sizes, list) or not sizes or not all(isinstance(n, int) and n > 0 for n in sizes):
+        raise UserError(f"hidden_from={run_dir} must be the folder of a finished run that records "
+                        f"{results.HIDDEN_TESTED} in its {results.RESULT_FILE} (a meSimp run, for example)")
+    return sizes
+
+
 def use_progress_bar(setting: str) -> bool:
     return setting == "bar" or (setting == "auto" and sys.stderr.isatty())
 
@@ -90,6 +111,7 @@ class Run:
         self.totals = dict.fromkeys(PHASES, 0.0)
         self.best_dev: dict[str, float] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_sizes: list[int] | None = None  # hidden sizes of best_state
         self.started = time.perf_counter()
         self.elapsed_before = 0.0  # wall time of earlier sessions of a resumed run
 
@@ -103,18 +125,43 @@ class Run:
         self.task: Task = build_task(cfg.task, Path(cfg.data_root).expanduser().resolve())
         self.method: Method = build_method(cfg)
         self.record.update(hidden=self.method.hidden, k=self.method.k, k_output=self.method.k_output)
+        sizes_wanted = read_hidden_from(cfg.hidden_from) if cfg.hidden_from else None
+        last = self.read_last() if cfg.trainer.resume else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / results.CONFIG_FILE, resolve=True)
         self.task.load()
         self.model = self.task.build_model(self.method)
+        self.initial_sizes = sizes_of(self.model)
+        if sizes_wanted is not None:
+            self.start_at_sizes(sizes_wanted)
+        self.record["params"] = count_parameters(self.model)
+        self.record[results.HIDDEN_FROM] = cfg.hidden_from
+        if self.initial_sizes is not None:
+            self.record[results.HIDDEN_INITIAL] = sizes_of(self.model)
+        if last is not None:
+            fit_to_sizes(self.model, last.get("sizes"))
         self.optimizer = build_optimizer(cfg.optim, self.model)
         decay = cfg.trainer.average_decay
         self.average = WeightAverage(self.model, decay) if decay > 0 else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.record["params"] = sum(p.numel() for p in self.model.parameters())
         self.record.update(self.task.describe())
-        if cfg.trainer.resume:
-            self.load_last()
+        if last is not None:
+            self.load_last(last)
+        self.method.bind(self.model, self.task)
+
+    def start_at_sizes(self, sizes: list[int]) -> None:
+        """hidden_from: the model at another run's sizes, its layers initialised afresh for those sizes."""
+        if self.initial_sizes is None:
+            raise UserError(f"hidden_from={self.cfg.hidden_from}: the {type(self.model).__name__} model of "
+                            f"task={self.cfg.task.name} has no hidden sizes to set")
+        try:
+            fit_to_sizes(self.model, sizes)
+        except ValueError:
+            raise UserError(f"hidden_from={self.cfg.hidden_from} has hidden sizes {sizes}, which do not fit this "
+                            f"model ({self.initial_sizes}): give task.hidden at least as large, as many layers")
+        for module in self.model.modules():  # a fresh start: each layer's init for its new fan-in
+            if module is not self.model and hasattr(module, "reset_parameters") and hasattr(module, "keep_inputs"):
+                module.reset_parameters()
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -142,7 +189,11 @@ class Run:
 
     def train_epoch(self, epoch: int) -> None:
         cfg = self.cfg.trainer
+        self.apply(self.method.on_epoch_start(epoch))
         lr = self.set_epoch_lr(epoch)
+        steps_in_epoch = self.task.steps_per_epoch() or 0
+        if cfg.max_steps_per_epoch:
+            steps_in_epoch = min(steps_in_epoch, cfg.max_steps_per_epoch) if steps_in_epoch else cfg.max_steps_per_epoch
         times = dict.fromkeys(PHASES, 0.0)
         linear_backward_timer.reset()
         examples, loss_sum, steps = 0, 0.0, 0
@@ -154,13 +205,15 @@ class Run:
         for batch in batches:
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
+            self.method.on_batch_start(self.task.example_ids(batch))
             loss, n = timed_step(self.task, self.model, self.optimizer, batch, times)
-            if self.average is not None:
-                started = time.perf_counter()
-                self.average.update()
-                times["update_s"] += time.perf_counter() - started
             steps += 1
             self.step += 1
+            started = time.perf_counter()  # the average and the method's step hook count as the update
+            if self.average is not None:
+                self.average.update()
+            self.apply(self.method.on_step_end(Step(epoch, steps, steps_in_epoch, self.step)))
+            times["update_s"] += time.perf_counter() - started
             examples += n
             loss_sum += loss.item() * n
             if bar is not None and steps % 50 == 0:
@@ -172,6 +225,7 @@ class Run:
                     self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
         if bar is not None:
             bar.close()
+        self.method.on_epoch_end(epoch)
         times["linear_backward_s"] = linear_backward_timer.reset()
         for phase in PHASES:
             self.totals[phase] += times[phase]
@@ -184,6 +238,26 @@ class Run:
         with self.scored_weights():
             self.consider(evaluate(self.task, self.model, "dev"), epoch, line)
         self.save_last()
+
+    def apply(self, change: Change | None) -> None:
+        """Rebuild what depends on the model's parameters after a method changed them (the one place)."""
+        if change is None:
+            return
+        log.info("%s: %s", self.method.name, change.reason)
+        shrink = change.shrink or ShrinkRecord()
+        old = self.optimizer
+        self.optimizer = build_optimizer(self.cfg.optim, self.model)
+        for group, old_group in zip(self.optimizer.param_groups, old.param_groups):
+            group.update({k: v for k, v in old_group.items() if k != "params"})  # lr, initial_lr
+        if not change.reset_optimizer:
+            for p in self.optimizer.param_groups[0]["params"]:
+                origin, slices = shrink.origin(p)
+                if origin in old.state:
+                    self.optimizer.state[p] = {
+                        key: apply_slices(value, slices) if torch.is_tensor(value) and value.shape == origin.shape
+                        else value for key, value in old.state[origin].items()}
+        if self.average is not None:
+            self.average = self.average.rebuilt(self.model, lambda p: shrink.origin(p))
 
     def scored_weights(self) -> contextlib.AbstractContextManager:
         """Inside it the model holds the weights dev is scored with (and best.pt keeps): the average, if any."""
@@ -204,18 +278,32 @@ class Run:
             self.best_dev = dev
             self.record.update(best_epoch=epoch, best_step=self.step, dev=dev)
             self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_sizes = sizes_of(self.model)
             if self.cfg.trainer.checkpoint:
-                self.save_checkpoint(self.run_dir / results.BEST_CHECKPOINT, self.best_state)
-        results.append_metrics(self.run_dir, {"epoch": epoch, **extra, "dev": dev, "best": improved})
+                self.save_checkpoint(self.run_dir / results.BEST_CHECKPOINT, self.best_state, self.best_sizes)
+        sizes = {results.SIZES: sizes_of(self.model)} if self.initial_sizes is not None else {}
+        results.append_metrics(self.run_dir, {"epoch": epoch, **extra, **sizes, **self.method.metrics(), "dev": dev,
+                                              "best": improved})
         log.info("epoch %d step %d: dev %s%s", epoch, self.step,
                  " ".join(f"{k} {v:.4f}" for k, v in dev.items()), " (best)" if improved else "")
 
     def finish(self, error: str | None) -> None:
         """Score test with the best-dev weights, write predictions and result.json."""
         self.record.update(self.task.describe())  # again: now with what the task measured during training
+        self.record.update(self.method.result_fields())
+        if self.initial_sizes is not None:
+            self.record[results.HIDDEN_FINAL] = sizes_of(self.model)
+            self.record[results.PARAMS_FINAL] = count_parameters(self.model)
         if self.best_state is not None:
+            if self.best_sizes != sizes_of(self.model):  # pruned since: the best model was bigger
+                self.model = self.model_at(self.best_sizes)
             self.model.load_state_dict(self.best_state)
             self.record["test"] = evaluate(self.task, self.model, "test")
+            if self.initial_sizes is not None:
+                self.record[results.HIDDEN_TESTED] = self.best_sizes
+                self.record[results.PARAMS_TESTED] = count_parameters(self.model)
+                if self.best_sizes != self.record[results.HIDDEN_INITIAL]:
+                    self.record[results.DECODE] = self.decode_times()
             self.model.eval()
             with torch.no_grad():
                 self.task.write_outputs(self.model, self.run_dir)
@@ -224,6 +312,25 @@ class Run:
         self.record["status"] = "completed" if error is None else "failed"
         self.record["error"] = error
         self.write()
+
+    def model_at(self, sizes: list[int] | None) -> torch.nn.Module:
+        """A new model of this run's task and method, shrunk to the given hidden sizes (weights: load them)."""
+        model = self.task.build_model(self.method)
+        fit_to_sizes(model, sizes)
+        return model
+
+    def decode_times(self, repeats: int = 2) -> dict[str, float]:
+        """Test forward (decoding) seconds of the tested model against the same model at its initial sizes;
+        the best of `repeats` alternating runs each, so that a load change hits both alike."""
+        initial = self.model_at(self.record[results.HIDDEN_INITIAL])
+        best = {"tested": math.inf, "initial": math.inf}
+        for _ in range(repeats):
+            for name, model in (("tested", self.model), ("initial", initial)):
+                started = time.perf_counter()
+                evaluate(self.task, model, "test")
+                best[name] = min(best[name], time.perf_counter() - started)
+        return {"test_s": best["tested"], "test_s_initial": best["initial"],
+                "speedup": best["initial"] / best["tested"]}
 
     def write(self) -> None:
         total = self.elapsed_before + time.perf_counter() - self.started
@@ -234,9 +341,11 @@ class Run:
             results.write_result(self.run_dir, self.record)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self, path: Path, weights: dict[str, torch.Tensor], **extra: Any) -> None:
+    def save_checkpoint(self, path: Path, weights: dict[str, torch.Tensor], sizes: list[int] | None,
+                        **extra: Any) -> None:
+        """sizes: the hidden sizes the weights have, so that a pruned model can be rebuilt to load them."""
         payload = {"model": weights, "config": OmegaConf.to_container(self.cfg, resolve=True),
-                   "task_state": self.task.state(), "hidden": self.method.hidden, **extra}
+                   "task_state": self.task.state(), "hidden": self.method.hidden, "sizes": sizes, **extra}
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)
@@ -245,21 +354,30 @@ class Run:
         if not self.cfg.trainer.checkpoint:
             return
         self.save_checkpoint(
-            self.run_dir / results.LAST_CHECKPOINT, self.model.state_dict(),
-            optimizer=self.optimizer.state_dict(), epoch=self.epoch, step=self.step, examples=self.examples,
+            self.run_dir / results.LAST_CHECKPOINT, self.model.state_dict(), sizes_of(self.model),
+            optimizer=self.optimizer.state_dict(), selection=selection_state_dict(self.model),
+            method=self.method.state_dict(), best_sizes=self.best_sizes, epoch=self.epoch, step=self.step, examples=self.examples,
             totals=self.totals, best_dev=self.best_dev, best_state=self.best_state, record=self.record,
             average=self.average.state_dict() if self.average is not None else None,
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
             elapsed=self.elapsed_before + time.perf_counter() - self.started)
 
-    def load_last(self) -> None:
+    def read_last(self) -> dict[str, Any]:
         path = self.run_dir / results.LAST_CHECKPOINT
         if not path.is_file():
             raise UserError(f"trainer.resume=true but {path} does not exist: point hydra.run.dir at the folder "
                             "of the run to continue")
-        last = torch.load(path, weights_only=False)
+        return torch.load(path, weights_only=False)
+
+    def load_last(self, last: dict[str, Any]) -> None:
+        """Continue from last.pt; the model already has its saved sizes (setup)."""
+        path = self.run_dir / results.LAST_CHECKPOINT
         self.model.load_state_dict(last["model"])
         self.optimizer.load_state_dict(last["optimizer"])
+        load_selection_state_dict(self.model, last.get("selection", {}))
+        if last.get("method"):
+            self.method.load_state_dict(last["method"])
+        self.best_sizes = last.get("best_sizes", self.record.get(results.HIDDEN_INITIAL))
         if self.average is not None:
             if last.get("average") is None:
                 raise UserError(f"{path} was saved without weight averaging: resume it with trainer.average_decay=0, "

@@ -1,66 +1,31 @@
-"""How a method builds or hooks a model: which k each layer's backward keeps, and the hidden sizes.
+"""Method registry: the name used in `method=NAME` (conf/method/NAME.yaml) → the Method class.
 
-A task never asks which method runs: it builds its layers through Method.make_linear (or, for layers
-of its own such as an LSTM cell, Method.sparsity) and gets meProp, random-k or full backprop from that.
+The methods that only choose how layers back-propagate (full, meProp per example or unified, random-k,
+small hidden, meProp-CNN) are the base Method, set by their config; a method that acts during training
+is a module of its own (mesimp.py) with its typed config in meprop_cli.config.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
+from meprop_cli.methods.base import ROLES, Change, Method, Step
+from meprop_cli.methods.mesimp import MeSimp
 
-from meprop_cli.nn.conv import MePropConv2d
-from meprop_cli.nn.linear import MePropLinear
-from meprop_cli.ops import Sparsity
-
-ROLES = ("hidden", "output")
-
-
-@dataclass
-class Method:
-    name: str
-    mode: str | None  # None: full back propagation
-    hidden: list[int]  # the hidden sizes the model is built with
-    k: int | None  # k for hidden layers
-    k_output: int | None  # k for the output layer (None: full gradient)
-    decay: float = 0.0
-    sparse_grad: bool = False  # meProp layers hand sparse row gradients to the row-sparse optimizer
-    topk_ratio: float | None = None  # meProp-CNN: share of each feature map's output gradient kept (None: full)
-
-    def sparsity(self, role: str) -> Sparsity | None:
-        """The sparsification of a layer's output gradient for role "hidden" or "output"."""
-        if role not in ROLES:
-            raise ValueError(f"unknown layer role {role!r}; use one of {ROLES}")
-        k = self.k if role == "hidden" else self.k_output
-        if self.mode is None or k is None:
-            return None
-        return Sparsity(k, self.mode, self.decay, self.sparse_grad)
-
-    def make_linear(self, in_features: int, out_features: int, role: str) -> nn.Module:
-        return MePropLinear(in_features, out_features, self.sparsity(role))
-
-    def make_conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                  padding: int = 0, bias: bool = True) -> nn.Module:
-        """A convolution whose output gradient keeps topk_ratio per feature map (full when topk_ratio is None)."""
-        return MePropConv2d(in_channels, out_channels, kernel_size, stride, padding, self.topk_ratio,
-                            self.decay if self.topk_ratio is not None else 0.0, bias)
+METHODS: dict[str, type[Method]] = {
+    "baseline": Method,
+    "meprop": Method,
+    "meprop_unified": Method,
+    "random": Method,
+    "small": Method,
+    "meprop_cnn": Method,
+    "mesimp": MeSimp,
+}
 
 
 def build_method(cfg: Any) -> Method:
     """The Method of a validated run config (meprop_cli.config.validate has run)."""
-    method = cfg.method
-    hidden = [int(h) for h in cfg.task.hidden]
-    if method.hidden_is_k:
-        hidden = [int(cfg.topk)] * len(hidden)
-    uses_k = method.mode is not None
-    return Method(
-        name=method.name,
-        mode=method.mode,
-        hidden=hidden,
-        k=int(cfg.topk) if uses_k else None,
-        k_output=int(cfg.topk_output) if uses_k and cfg.topk_output is not None else None,
-        decay=float(cfg.decay),
-        sparse_grad=bool(cfg.optim.sparse_update),
-        topk_ratio=float(cfg.topk_ratio) if method.conv_topk else None,
-    )
+    # A method yaml of the user's own (e.g. another mode) that names no registered class is a base Method.
+    return METHODS.get(cfg.method.name, Method).from_config(cfg)
+
+
+__all__ = ["METHODS", "ROLES", "Change", "Method", "Step", "build_method"]

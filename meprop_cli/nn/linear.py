@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from meprop_cli.nn.shrink import keep_along
 from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
 
 
@@ -38,6 +39,19 @@ class MePropLinear(nn.Module):
             return meprop_linear(x, self.weight, self.bias, None)
         return meprop_linear(x, self.weight, self.bias, s.k, s.mode, decay=s.decay, state=self.state,
                              sparse_grad=s.sparse_grad)
+
+    def keep_outputs(self, keep: torch.Tensor) -> None:
+        """Remove every output neuron not in keep (ascending indices): its weight row, bias and record."""
+        self.weight = keep_along(self.weight, 0, keep)
+        if self.bias is not None:
+            self.bias = keep_along(self.bias, 0, keep)
+        self.out_features = len(keep)
+        self.state.keep_outputs(keep)
+
+    def keep_inputs(self, keep: torch.Tensor) -> None:
+        """Remove every input not in keep: the columns of the weight that read removed neurons."""
+        self.weight = keep_along(self.weight, 1, keep)
+        self.in_features = len(keep)
 
     def extra_repr(self) -> str:
         s = self.sparsity

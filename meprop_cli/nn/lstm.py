@@ -30,6 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from meprop_cli.nn.shrink import keep_along
 from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
 
 GATES = ("i", "f", "g", "o")  # input, forget, cell candidate, output: torch.nn.LSTM's order
@@ -92,7 +93,24 @@ class LSTMDirection(nn.Module):
         s = self.sparsity
         if s is None or not self.training:
             return meprop_linear(x, weight, bias, None)
-        return meprop_linear(x, weight, bias, s.k, s.mode, decay=s.decay, state=state)
+        return meprop_linear(x, weight, bias, s.k, s.mode, decay=s.decay, state=state, sparse_grad=s.sparse_grad)
+
+    def keep_cells(self, keep: torch.Tensor) -> None:
+        """Remove every memory cell not in keep (meSimp's unit): its row in the four gates' input and recurrent
+        weights and biases, and its column of the recurrent weights."""
+        for j in range(len(GATES)):
+            self.weight_x[j] = keep_along(self.weight_x[j], 0, keep)
+            self.weight_h[j] = keep_along(keep_along(self.weight_h[j], 0, keep), 1, keep)
+            self.bias[j] = keep_along(self.bias[j], 0, keep)
+            self.states_x[j].keep_outputs(keep)
+            self.states_h[j].keep_outputs(keep)
+        self.hidden_size = len(keep)
+
+    def keep_inputs(self, keep: torch.Tensor) -> None:
+        """Remove the input columns not in keep (the previous layer removed those neurons)."""
+        for j in range(len(GATES)):
+            self.weight_x[j] = keep_along(self.weight_x[j], 1, keep)
+        self.in_features = len(keep)
 
     def forward(self, x: torch.Tensor, batch_sizes: list[int]) -> torch.Tensor:
         """x: (tokens, in_features) packed time-major; returns h_t for every token, same order."""
@@ -130,6 +148,29 @@ class BiLSTM(nn.Module):
             for a, h in zip(sizes, hidden))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # between layers
         self.out_features = sizes[-1]
+
+    # -- shrinking (nn/shrink.py): one group per direction of each layer, left then right
+    def hidden_sizes(self) -> list[int]:
+        return [direction.hidden_size for pair in self.layers for direction in pair]
+
+    def hidden_records(self) -> list[list[SelectionState]]:
+        # Both products of a gate get the same gradient, so the input product's record is the gate's.
+        return [list(direction.states_x) for pair in self.layers for direction in pair]
+
+    def keep_hidden(self, group: int, keep: torch.Tensor) -> torch.Tensor | None:
+        """Keep these cells of one direction. Returns, when the last layer shrank, the output columns that
+        remain (indices into the old output), for the layer reading the BiLSTM to keep; else None."""
+        depth, side = divmod(group, 2)
+        left, right = (d.hidden_size for d in self.layers[depth])
+        self.layers[depth][side].keep_cells(keep)
+        columns = (torch.cat([keep, left + torch.arange(right)]) if side == 0
+                   else torch.cat([torch.arange(left), left + keep]))
+        if depth + 1 < len(self.layers):
+            for direction in self.layers[depth + 1]:
+                direction.keep_inputs(columns)
+            return None
+        self.out_features = len(columns)
+        return columns
 
     def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
         for depth, (left, right) in enumerate(self.layers):

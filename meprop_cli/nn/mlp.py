@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from meprop_cli.ops import SelectionState
+
 # make_linear(in_features, out_features, role) -> module, role "hidden" or "output"
 LinearFactory = Callable[[int, int, str], nn.Module]
 
@@ -28,6 +30,18 @@ class MLP(nn.Module):
         self.output = make_linear(sizes[-1], out_features, "output")
         self.activation = ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    # -- Shrinkable (nn/shrink.py): one group per hidden layer
+    def hidden_sizes(self) -> list[int]:
+        return [layer.out_features for layer in self.hidden]
+
+    def hidden_records(self) -> list[list[SelectionState]]:
+        return [[layer.state] for layer in self.hidden]
+
+    def keep_hidden(self, group: int, keep: torch.Tensor) -> None:
+        self.hidden[group].keep_outputs(keep)
+        reader = self.hidden[group + 1] if group + 1 < len(self.hidden) else self.output
+        reader.keep_inputs(keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.hidden:

@@ -54,10 +54,18 @@ class Sparsity:
 
 
 class SelectionState:
-    """run_grad of one layer, carried from step to step when decay > 0."""
+    """What one layer's selection carries from step to step.
+
+    run_grad: the decayed |g| the top-k is chosen on when decay > 0.
+    hits, seen: the top-k record (meSimp), kept only after start_record(): hits[j] counts the examples
+    (rows of g) whose kept indices held output j, seen the examples counted, both since the last
+    start_record(). A layer with k ≥ its outputs keeps every entry, so every example hits every output.
+    """
 
     def __init__(self) -> None:
         self.run_grad: torch.Tensor | None = None
+        self.hits: torch.Tensor | None = None
+        self.seen = 0
 
     def score(self, g_abs: torch.Tensor, decay: float) -> torch.Tensor:
         """Update run_grad with |g| and return it; a new batch shape starts it afresh from |g|."""
@@ -66,6 +74,37 @@ class SelectionState:
         else:
             self.run_grad.mul_(decay).add_(g_abs, alpha=1.0 - decay)
         return self.run_grad
+
+    def start_record(self, outputs: int) -> None:
+        """Count from now on (and from zero) which outputs the selection keeps."""
+        self.hits = torch.zeros(outputs, dtype=torch.int64)
+        self.seen = 0
+
+    def record(self, idx: torch.Tensor | None, rows: int) -> None:
+        """idx: the kept indices, (rows, k) per example or (k,) for the whole batch; None: all were kept."""
+        if self.hits is None:
+            return
+        if idx is None:
+            self.hits += rows
+        elif idx.dim() == 1:
+            self.hits.index_add_(0, idx.cpu(), torch.full((len(idx),), rows, dtype=torch.int64))
+        else:
+            self.hits += torch.bincount(idx.reshape(-1).cpu(), minlength=len(self.hits))
+        self.seen += rows
+
+    @torch.no_grad()
+    def keep_outputs(self, keep: torch.Tensor) -> None:
+        """The layer kept only these outputs (meSimp): drop the others' run_grad and record."""
+        if self.run_grad is not None:
+            self.run_grad = self.run_grad.index_select(-1, keep.to(self.run_grad.device)).contiguous()
+        if self.hits is not None:
+            self.hits = self.hits[keep.cpu()]
+
+    def state_dict(self) -> dict:
+        return {"run_grad": self.run_grad, "hits": self.hits, "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.run_grad, self.hits, self.seen = state["run_grad"], state["hits"], state["seen"]
 
 
 def topk_indices(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0,
@@ -134,9 +173,13 @@ class MePropLinearFunction(torch.autograd.Function):
                 grad_w = g.t() @ x2
             if need_b:
                 grad_b = g.sum(0)
+            if ctx.state is not None:
+                ctx.state.record(None, g.shape[0])
         elif ctx.mode == "unified":
             # One index set for the batch: the products shrink to dense (rows × k) ones.
             idx = topk_indices(g, ctx.k, "unified", ctx.decay, ctx.state).sort().values
+            if ctx.state is not None:
+                ctx.state.record(idx, g.shape[0])
             g_k = g.index_select(1, idx)
             if need_x:
                 grad_x = (g_k @ weight.index_select(0, idx)).reshape(x.shape)
@@ -157,6 +200,8 @@ class MePropLinearFunction(torch.autograd.Function):
             else:
                 score = None  # |g| itself, taken inside the selection
             idx, val = native.select_topk(g, ctx.k, score)
+            if ctx.state is not None:
+                ctx.state.record(idx, g.shape[0])
             if need_x:
                 grad_x = native.grad_input(idx, val, weight).reshape(x.shape)
             if ctx.sparse_grad and (need_w or need_b):

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import torch
 from torch import nn
 
 from meprop_cli.methods import Method
+
+
+class LabeledBatch(NamedTuple):
+    """A training batch of tensors: inputs, targets, and the examples' ids (rows of the training set)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    ids: torch.Tensor
 
 
 class Task(ABC):
@@ -41,6 +49,15 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         """Scores on "dev" or "test" as fractions in [0, 1]; called in eval mode under no_grad."""
+
+    def example_ids(self, batch: Any) -> torch.Tensor | None:
+        """The stable ids (0..train size − 1, the same every epoch) of a training batch's examples."""
+        return getattr(batch, "ids", None)
+
+    def steps_per_epoch(self) -> int | None:
+        """Updates in one epoch of train_batches (None if unknown): where a method's checks fall in an epoch."""
+        size = self.train_size()
+        return None if size is None else -(-size // self.cfg.batch_size)
 
     def train_size(self) -> int | None:
         """Number of training examples, for the progress bar (None if unknown)."""

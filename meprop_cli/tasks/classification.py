@@ -10,7 +10,7 @@ from torch import nn
 
 from meprop_cli.methods import Method
 from meprop_cli.nn import MLP
-from meprop_cli.tasks.base import Task
+from meprop_cli.tasks.base import LabeledBatch, Task
 
 
 class TensorClassificationTask(Task):
@@ -34,15 +34,15 @@ class TensorClassificationTask(Task):
     def train_size(self) -> int:
         return len(self.splits["train"][1])
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, generator: torch.Generator) -> Iterator[LabeledBatch]:
         x, y = self.splits["train"]
         order = torch.randperm(len(y), generator=generator)
         for i in range(0, len(y), self.cfg.batch_size):
             idx = order[i:i + self.cfg.batch_size]
-            yield x[idx], y[idx]
+            yield LabeledBatch(x[idx], y[idx], idx)
 
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        x, y = batch
+    def loss(self, model: nn.Module, batch: LabeledBatch) -> tuple[torch.Tensor, int]:
+        x, y = batch.inputs, batch.targets
         return F.cross_entropy(model(x), y), len(y)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:

@@ -21,6 +21,7 @@ from meprop_cli.data.paths import find_file
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
 from meprop_cli.nn.lstm import BiLSTM, Packing
+from meprop_cli.nn.shrink import fit_to_sizes
 from meprop_cli.ops import Sparsity
 from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.pos_features import FEATURES, TagSet, Vocabulary, normalize, word_features
@@ -61,6 +62,18 @@ class Tagger(nn.Module):
         self.lstm = BiLSTM(word_dim + feature_dim * len(feature_sizes), hidden, sparsity, dropout)
         self.output = make_linear(self.lstm.out_features, n_tags, "output")
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    # -- Shrinkable (nn/shrink.py): the BiLSTM's directions; the output layer loses the removed cells' columns
+    def hidden_sizes(self) -> list[int]:
+        return self.lstm.hidden_sizes()
+
+    def hidden_records(self) -> list:
+        return self.lstm.hidden_records()
+
+    def keep_hidden(self, group: int, keep: torch.Tensor) -> None:
+        columns = self.lstm.keep_hidden(group, keep)
+        if columns is not None:
+            self.output.keep_inputs(columns)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Tag scores (tokens, tags) in the batch's packed order."""
@@ -207,6 +220,15 @@ class PosTask(Task):
     def train_size(self) -> int:
         return len(self.encoded["train"])
 
+    def example_ids(self, batch: Batch) -> torch.Tensor:
+        """A sentence is an example (its index in the training file)."""
+        return torch.tensor(batch.sentences)
+
+    def steps_per_epoch(self) -> int:
+        n, size = len(self.encoded["train"]), self.cfg.batch_size
+        pool = size * self.cfg.bucket
+        return sum(-(-min(pool, n - start) // size) for start in range(0, n, pool))
+
     def describe(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"tagset": self.cfg.tagset, "tags": len(self.tags), "words": len(self.words),
                                  "feature_vocabularies": {n: len(v) for n, v in zip(FEATURES, self.features)}}
@@ -231,6 +253,7 @@ def load_tagger(checkpoint: str | Path) -> tuple[PosTask, Tagger]:
     task = PosTask(cfg.task, Path(cfg.data_root))
     task.set_state(payload["task_state"])
     model = task.build_model(build_method(cfg))
+    fit_to_sizes(model, payload.get("sizes"))  # a meSimp tagger is smaller than its config says
     model.load_state_dict(payload["model"])
     return task, model.eval()
 

@@ -100,9 +100,17 @@ def test_real_mnist_split_and_a_forward_pass(make_cfg, real_data):
     assert task.describe()["train_size"] == 55000 and task.describe()["dev_size"] == 5000
     assert task.describe()["test_size"] == 10000
     model = task.build_model(build_method(cfg))
-    x, y = next(task.train_batches(torch.Generator().manual_seed(0)))
+    batch = next(task.train_batches(torch.Generator().manual_seed(0)))
+    x = batch.inputs
     assert x.shape == (10, 784) and float(x.max()) <= 1.0
-    loss, n = task.loss(model, (x, y))
+    loss, n = task.loss(model, batch)
     loss.backward()
     assert n == 10 and all(c.stats.steps == 1 for c in model.convs)
     assert model.convs[0].weight.grad is not None
+
+
+def test_mesimp_on_the_cnn_is_one_sentence_naming_the_tasks_that_shrink(make_cfg, tiny_mnist, tmp_path):
+    from meprop_cli.errors import ConfigError
+    with pytest.raises(ConfigError, match="cannot shrink; use task=mnist_mlp, parse, pos or digits"):
+        train(make_cfg([*FAST, "method=mesimp", "topk=8", "trainer.max_epochs=1"]), tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"

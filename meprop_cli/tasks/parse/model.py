@@ -23,6 +23,16 @@ class ParserModel(nn.Module):
         in_features = (2 * N_POSITIONS + N_LABEL_FEATURES) * embed_dim
         self.mlp = MLP(in_features, method.hidden, n_transitions, method.make_linear, activation, dropout)
 
+    # -- Shrinkable (nn/shrink.py): the MLP's hidden layers
+    def hidden_sizes(self) -> list[int]:
+        return self.mlp.hidden_sizes()
+
+    def hidden_records(self) -> list:
+        return self.mlp.hidden_records()
+
+    def keep_hidden(self, group: int, keep: torch.Tensor) -> None:
+        self.mlp.keep_hidden(group, keep)
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: (batch, 48) ids → (batch, transitions) scores."""
         words = self.words(feats[:, :N_POSITIONS])

@@ -18,7 +18,7 @@ from meprop_cli.data.conllu import Sentence, read_conllu, write_conllu
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
 from meprop_cli.nn.mlp import ACTIVATIONS
-from meprop_cli.tasks.base import Task
+from meprop_cli.tasks.base import LabeledBatch, Task
 from meprop_cli.tasks.parse.decode import parse
 from meprop_cli.tasks.parse.evaluate import attachment_scores
 from meprop_cli.tasks.parse.features import N_POSITIONS, UNK_ID, Vocabularies, arc_label, features
@@ -129,17 +129,17 @@ class ParseTask(Task):
     def train_size(self) -> int:
         return len(self.train_targets)
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, generator: torch.Generator) -> Iterator[LabeledBatch]:
         order = torch.randperm(len(self.train_targets), generator=generator)
         for i in range(0, len(order), self.cfg.batch_size):
             idx = order[i:i + self.cfg.batch_size]
             feats = self.train_feats[idx]
             if self.cfg.word_dropout > 0:  # the first N_POSITIONS features are words
                 feats[:, :N_POSITIONS] = drop_words(feats[:, :N_POSITIONS], self.word_drop_p, UNK_ID, generator)
-            yield feats, self.train_targets[idx]
+            yield LabeledBatch(feats, self.train_targets[idx], idx)
 
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        feats, targets = batch
+    def loss(self, model: nn.Module, batch: LabeledBatch) -> tuple[torch.Tensor, int]:
+        feats, targets = batch.inputs, batch.targets
         return F.cross_entropy(model(feats), targets), len(targets)
 
     def predict(self, model: nn.Module, split: str) -> list[Sentence]:

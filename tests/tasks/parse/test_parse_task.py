@@ -93,7 +93,7 @@ def test_word_dropout_turns_only_word_features_into_unk(tiny_treebank, make_cfg)
     cfg = make_cfg(tiny_overrides(tiny_treebank, "task.word_dropout=1000", "task.min_word_count=1"))
     task = build_task(cfg.task, tiny_treebank)
     task.load()
-    feats = torch.cat([f for f, _ in task.train_batches(torch.Generator().manual_seed(0))])
+    feats = torch.cat([b.inputs for b in task.train_batches(torch.Generator().manual_seed(0))])
     words, original = feats[:, :N_POSITIONS], task.train_feats[:, :N_POSITIONS]  # batches are shuffled: count
     real = original > ROOT_ID  # not NULL, UNK or ROOT
     assert int((words > ROOT_ID).sum()) <= 0.01 * int(real.sum())  # α = 1000: nearly every word is dropped
