@@ -104,6 +104,7 @@ class MeSimpMethodConfig(MethodConfig):
     prune_rate: float = 0.1  # a check removes a neuron kept by fewer than prune_rate of the examples since the last
     prune_checks_per_epoch: int = 8  # checks per epoch, evenly spaced (the reference's IterPerEpoch)
     cycle_epochs: int = 5  # stage length: simplify this many epochs, then train normally as many, and so on
+    count_zero_gradients: bool = False  # count kept top-k entries whose gradient is 0 as hits (the reference code)
 
 
 @dataclass

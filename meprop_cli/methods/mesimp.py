@@ -2,7 +2,11 @@
 meProp training that removes the hidden neurons the top-k seldom keeps.
 
 The record: every hidden layer's meProp backward counts, per neuron, the examples whose top-k held it
-(ops.SelectionState.record). An LSTM cell is one unit: its four gates' counts are summed, and so are the
+with a nonzero gradient (ops.SelectionState.record). A ReLU layer often has fewer than k nonzero entries
+per example; a top-k then also takes zero entries, chosen by index, which update nothing. The reference
+code counts those too (count_zero_gradients=true); here they are not counted by default, because once
+the layer is removed rather than masked they would always land on its lowest surviving indices and keep
+those alive whatever they do (docs/mesimp.md has the measurement). An LSTM cell is one unit: its four gates' counts are summed, and so are the
 examples they saw (4 per token), so a cell is judged by its gates' mean rate.
 
 A check (`prune_checks_per_epoch` per epoch, evenly spaced in steps): in a simplification stage, a neuron
@@ -52,6 +56,7 @@ class MeSimp(Method):
     prune_rate: float = 0.1
     prune_checks_per_epoch: int = 8
     cycle_epochs: int = 5
+    count_zero_gradients: bool = False
     checks: int = 0  # checks done so far
     pending: list[dict[str, Any]] = field(default_factory=list)  # checks not yet written to metrics.jsonl
 
@@ -60,7 +65,8 @@ class MeSimp(Method):
         m = cfg.method
         return super().from_config(cfg, prune_rate=float(m.prune_rate),
                                    prune_checks_per_epoch=int(m.prune_checks_per_epoch),
-                                   cycle_epochs=int(m.cycle_epochs), **extra)
+                                   cycle_epochs=int(m.cycle_epochs),
+                                   count_zero_gradients=bool(m.count_zero_gradients), **extra)
 
     def bind(self, model: nn.Module, task: Any) -> None:
         if not isinstance(model, Shrinkable):
@@ -72,7 +78,7 @@ class MeSimp(Method):
         for states, size in zip(model.hidden_records(), model.hidden_sizes()):
             for state in states:
                 if state.hits is None:  # a resumed run has its counts back already
-                    state.start_record(size)
+                    state.start_record(size, self.count_zero_gradients)
 
     def simplifying(self, epoch: int) -> bool:
         return ((epoch - 1) // self.cycle_epochs) % 2 == 0
@@ -100,7 +106,7 @@ class MeSimp(Method):
                         model.keep_hidden(group, keep)
         for states, size in zip(model.hidden_records(), model.hidden_sizes()):
             for state in states:
-                state.start_record(size)
+                state.start_record(size, self.count_zero_gradients)
         after = model.hidden_sizes()
         self.pending.append({"epoch": where.epoch, "step": where.step, "pruned": prune, results.SIZES: after})
         if shrink.changed:
@@ -113,7 +119,8 @@ class MeSimp(Method):
 
     def result_fields(self) -> dict[str, Any]:
         return {"prune_rate": self.prune_rate, "prune_checks_per_epoch": self.prune_checks_per_epoch,
-                "cycle_epochs": self.cycle_epochs, results.PRUNE_CHECK_COUNT: self.checks}
+                "cycle_epochs": self.cycle_epochs,
+                "count_zero_gradients": self.count_zero_gradients, results.PRUNE_CHECK_COUNT: self.checks}
 
     def state_dict(self) -> dict[str, Any]:
         return {"checks": self.checks, "pending": list(self.pending)}

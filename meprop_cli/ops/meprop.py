@@ -58,14 +58,16 @@ class SelectionState:
 
     run_grad: the decayed |g| the top-k is chosen on when decay > 0.
     hits, seen: the top-k record (meSimp), kept only after start_record(): hits[j] counts the examples
-    (rows of g) whose kept indices held output j, seen the examples counted, both since the last
-    start_record(). A layer with k ≥ its outputs keeps every entry, so every example hits every output.
+    (rows of g) whose kept entries held output j with a nonzero gradient (or, with count_zeros, at all),
+    seen the examples counted, both since the last start_record(). A layer with k ≥ its outputs keeps
+    every entry.
     """
 
     def __init__(self) -> None:
         self.run_grad: torch.Tensor | None = None
         self.hits: torch.Tensor | None = None
         self.seen = 0
+        self.count_zeros = False
 
     def score(self, g_abs: torch.Tensor, decay: float) -> torch.Tensor:
         """Update run_grad with |g| and return it; a new batch shape starts it afresh from |g|."""
@@ -75,21 +77,36 @@ class SelectionState:
             self.run_grad.mul_(decay).add_(g_abs, alpha=1.0 - decay)
         return self.run_grad
 
-    def start_record(self, outputs: int) -> None:
-        """Count from now on (and from zero) which outputs the selection keeps."""
+    def start_record(self, outputs: int, count_zeros: bool = False) -> None:
+        """Count from now on (and from zero) which outputs the selection keeps. count_zeros=False counts a kept
+        entry only if its gradient is nonzero (it updates its row); True counts every kept index, as the
+        reference code does, including the zero entries a top-k takes when a row has fewer than k nonzero."""
         self.hits = torch.zeros(outputs, dtype=torch.int64)
         self.seen = 0
+        self.count_zeros = count_zeros
 
-    def record(self, idx: torch.Tensor | None, rows: int) -> None:
-        """idx: the kept indices, (rows, k) per example or (k,) for the whole batch; None: all were kept."""
+    def record(self, idx: torch.Tensor | None, rows: int, kept: torch.Tensor) -> None:
+        """idx: the kept indices, (rows, k) per example, (k,) for the whole batch, or None: all were kept;
+        kept: the kept gradient values, the same shape as the selection ((rows, k), (rows, k), (rows, n))."""
         if self.hits is None:
             return
-        if idx is None:
-            self.hits += rows
-        elif idx.dim() == 1:
-            self.hits.index_add_(0, idx.cpu(), torch.full((len(idx),), rows, dtype=torch.int64))
+        if self.count_zeros:
+            if idx is None:
+                self.hits += rows
+            elif idx.dim() == 1:
+                self.hits[idx.cpu()] += rows
+            else:
+                self.hits += torch.bincount(idx.reshape(-1).cpu(), minlength=len(self.hits))
         else:
-            self.hits += torch.bincount(idx.reshape(-1).cpu(), minlength=len(self.hits))
+            nonzero = kept != 0
+            if idx is None or idx.dim() == 1:  # columns: all outputs, or the batch's k
+                counts = nonzero.sum(0).cpu()
+                if idx is None:
+                    self.hits += counts
+                else:
+                    self.hits.index_add_(0, idx.cpu(), counts)
+            else:
+                self.hits += torch.bincount(idx[nonzero].cpu(), minlength=len(self.hits))
         self.seen += rows
 
     @torch.no_grad()
@@ -101,10 +118,11 @@ class SelectionState:
             self.hits = self.hits[keep.cpu()]
 
     def state_dict(self) -> dict:
-        return {"run_grad": self.run_grad, "hits": self.hits, "seen": self.seen}
+        return {"run_grad": self.run_grad, "hits": self.hits, "seen": self.seen, "count_zeros": self.count_zeros}
 
     def load_state_dict(self, state: dict) -> None:
         self.run_grad, self.hits, self.seen = state["run_grad"], state["hits"], state["seen"]
+        self.count_zeros = state.get("count_zeros", False)
 
 
 def topk_indices(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0,
@@ -174,13 +192,13 @@ class MePropLinearFunction(torch.autograd.Function):
             if need_b:
                 grad_b = g.sum(0)
             if ctx.state is not None:
-                ctx.state.record(None, g.shape[0])
+                ctx.state.record(None, g.shape[0], g)
         elif ctx.mode == "unified":
             # One index set for the batch: the products shrink to dense (rows × k) ones.
             idx = topk_indices(g, ctx.k, "unified", ctx.decay, ctx.state).sort().values
-            if ctx.state is not None:
-                ctx.state.record(idx, g.shape[0])
             g_k = g.index_select(1, idx)
+            if ctx.state is not None:
+                ctx.state.record(idx, g.shape[0], g_k)
             if need_x:
                 grad_x = (g_k @ weight.index_select(0, idx)).reshape(x.shape)
             if need_w:
@@ -201,7 +219,7 @@ class MePropLinearFunction(torch.autograd.Function):
                 score = None  # |g| itself, taken inside the selection
             idx, val = native.select_topk(g, ctx.k, score)
             if ctx.state is not None:
-                ctx.state.record(idx, g.shape[0])
+                ctx.state.record(idx, g.shape[0], val)
             if need_x:
                 grad_x = native.grad_input(idx, val, weight).reshape(x.shape)
             if ctx.sparse_grad and (need_w or need_b):

@@ -116,18 +116,33 @@ def test_topk_record_counts_the_examples_whose_topk_held_each_output():
     torch.manual_seed(0)
     x = torch.randn(6, 4, requires_grad=True)
     w = torch.randn(5, 4, requires_grad=True)
-    state = SelectionState()
-    state.start_record(5)
-    y = meprop_linear(x, w, None, 2, "topk", state=state)
     g = torch.randn(6, 5)
-    y.backward(g)
-    expected = torch.bincount(g.abs().topk(2, dim=1).indices.flatten(), minlength=5)
-    assert state.hits.tolist() == expected.tolist() and state.seen == 6
-    # k ≥ outputs: every example keeps every output
+    g[0, :4] = 0  # example 0 has one nonzero entry: its top-2 takes a zero entry too
+    counted = {}
+    for count_zeros in (False, True):
+        state = SelectionState()
+        state.start_record(5, count_zeros)
+        meprop_linear(x, w, None, 2, "topk", state=state).backward(g)
+        counted[count_zeros] = state.hits.tolist()
+        assert state.seen == 6
+    top = g.abs().topk(2, dim=1).indices  # rows 1-5 have no ties; row 0's second pick is one of its zeros
+    nonzero = top[g.gather(1, top) != 0]
+    assert counted[False] == torch.bincount(nonzero, minlength=5).tolist()
+    extra = [a - b for a, b in zip(counted[True], counted[False])]
+    assert sum(extra) == 1 and extra.index(1) < 4  # the zero entry: counted only with count_zeros
+    # k ≥ outputs: every example keeps every output; only its nonzero entries count
     full = SelectionState()
     full.start_record(5)
     meprop_linear(x, w, None, 5, "topk", state=full).backward(g)
-    assert full.hits.tolist() == [6] * 5 and full.seen == 6
+    assert full.hits.tolist() == (g != 0).sum(0).tolist()
+    # unified: one index set for the batch, each row's nonzero entries in it counted
+    one = SelectionState()
+    one.start_record(5)
+    meprop_linear(x, w, None, 2, "unified", state=one).backward(g)
+    cols = g.abs().sum(0).topk(2).indices
+    expected = torch.zeros(5, dtype=torch.long)
+    expected[cols] = (g[:, cols] != 0).sum(0)
+    assert one.hits.tolist() == expected.tolist()
 
 
 def test_lstm_products_hand_sparse_row_gradients_to_the_sparse_optimizer():
