@@ -160,3 +160,20 @@ def test_missing_treebank_is_one_clear_cli_error(tmp_path):
                        f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert done.returncode == 2
     assert "en_ewt-ud-train.conllu not found" in done.stderr and "meprop data fetch" in done.stderr
+
+
+def test_mesimp_prunes_both_directions_and_the_pruned_tagger_tags(make_cfg, tiny_root, tmp_path):
+    from meprop_cli import results
+    cfg = make_cfg([*TINY, f"data_root={tiny_root}", "method=mesimp", "topk=2", "task.hidden=[12]",
+                    "trainer.max_epochs=3", "task.batch_size=6", "optim.lr=0.02", "task.dropout=0",
+                    "method.prune_rate=0.2", "method.cycle_epochs=3"])
+    record = train(cfg, tmp_path / "run")
+    assert record["status"] == "completed" and record[results.HIDDEN_INITIAL] == [12, 12]
+    tested = record[results.HIDDEN_TESTED]
+    assert len(tested) == 2 and sum(tested) < 24  # a size per direction; cells were removed
+    # test scoring, `meprop tag` and the predictions all use the pruned model from best.pt
+    task, model = load_tagger(tmp_path / "run" / "best.pt")
+    assert model.hidden_sizes() == tested
+    main(["tag", str(tmp_path / "run" / "best.pt"), str(tiny_root / "ud-english-ewt" / "en_ewt-ud-test.conllu"),
+          str(tmp_path / "tagged.conllu")])
+    assert read_conllu(tmp_path / "tagged.conllu") == read_conllu(tmp_path / "run" / PREDICTIONS_FILE)

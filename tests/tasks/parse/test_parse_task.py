@@ -74,7 +74,7 @@ def test_a_run_fits_the_tiny_treebank_and_writes_predicted_trees(tiny_treebank, 
         assert all(t.deps == "_" for s in predicted for t in s.tokens)
 
 
-@pytest.mark.parametrize("method", ["meprop", "random", "small", "meprop_unified"])
+@pytest.mark.parametrize("method", ["meprop", "random", "small", "meprop_unified", "mesimp"])
 def test_every_method_trains_the_parser(tiny_treebank, make_cfg, tmp_path, method):
     record = train(make_cfg(tiny_overrides(tiny_treebank, f"method={method}", "trainer.max_epochs=2",
                                                   "trainer.checkpoint=false")),
@@ -82,6 +82,9 @@ def test_every_method_trains_the_parser(tiny_treebank, make_cfg, tmp_path, metho
     assert record["status"] == "completed"
     if method == "small":
         assert record["hidden"] == [8, 8] and record["k"] is None  # h = k, trained normally
+    elif method == "mesimp":
+        assert record["hidden_initial"] == [64, 64] and record["prune_check_count"] == 16
+        assert len(record["hidden_tested"]) == 2
     else:
         assert record["k"] == 8 and record["k_output"] == 8  # the paper's parsing setting: same k on the output
 
