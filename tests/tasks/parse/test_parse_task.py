@@ -83,7 +83,9 @@ def test_every_method_trains_the_parser(tiny_treebank, make_cfg, tmp_path, metho
     if method == "small":
         assert record["hidden"] == [8, 8] and record["k"] is None  # h = k, trained normally
     elif method == "mesimp":
-        assert record["hidden_initial"] == [64, 64] and record["prune_check_count"] == 16
+        from meprop_cli.methods.mesimp import check_steps
+        per_epoch = len(check_steps(-(-record["train_size"] // 8), 8))  # batches of 8, 8 checks asked
+        assert record["hidden_initial"] == [64, 64] and record["prune_check_count"] == 2 * per_epoch
         assert len(record["hidden_tested"]) == 2
     else:
         assert record["k"] == 8 and record["k_output"] == 8  # the paper's parsing setting: same k on the output
