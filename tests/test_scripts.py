@@ -42,3 +42,14 @@ def test_table7_quick_runs_the_benchmark_and_builds_its_table(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| Table 7 synthetic 1024 |")]
     assert len(rows) == 5 * 2  # five modes × k = 8, 32
     assert (tmp_path / "out" / "bench_backprop.jsonl").read_text().count("\n") == 10
+
+
+def test_gradient_nonzeros_reports_each_hidden_layer_against_k(make_cfg, tmp_path, capsys):
+    from conftest import load_script
+    from meprop_cli.train import train
+    train(make_cfg(["method=mesimp", "topk=90", "trainer.max_epochs=1", "trainer.progress=none"]), tmp_path)
+    load_script("gradient_nonzeros").main([str(tmp_path), "--batches", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("examples with fewer than k=90" in line for line in lines)
+    # ReLU zeroes part of each example's gradient: fewer than 100 of the (at most) 100 entries are nonzero
+    assert all(float(line.split("per example ")[1].split(",")[0]) < 100 for line in lines)
