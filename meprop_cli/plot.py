@@ -5,7 +5,9 @@ Kinds:
     random   top-k vs random-k meProp at each ratio k/h (Fig. 4 middle)
     small    meProp at ratio k/h vs a small network with h' = k, at ratio h'/h (Fig. 4 right)
     curves   dev score over epochs, one line per setting (mean over seeds)
-    mesimp   hidden layer sizes over training, one line per layer (metrics.jsonl key "hidden", a list)
+    mesimp   hidden sizes over training, one line per group of hidden neurons per run that changed size: the
+             sizes after each prune check (metrics.jsonl results.PRUNE_CHECKS, each check's step / updates
+             per epoch), else at each evaluation (results.SIZES); the tested model's step is marked
     meact    dev score, active fraction and update magnitude over training (metrics.jsonl keys
              "active_fraction" and "update_magnitude"; "mean_abs_update" is read as the latter)
 One panel per task and optimizer. Points are the mean over seeds, with the std as error bars.
@@ -23,11 +25,12 @@ import pandas as pd  # noqa: E402
 
 from meprop_cli import results  # noqa: E402
 from meprop_cli.errors import UserError  # noqa: E402
-from meprop_cli.table import BASELINE, is_method_key, number, run_frame, sizes, sort_key  # noqa: E402
+from meprop_cli.table.aggregate import sort_key  # noqa: E402
+from meprop_cli.table.frame import BASELINE, is_method_key, number, run_frame  # noqa: E402
+from meprop_cli.table.kinds import sizes  # noqa: E402
 
 KINDS = ("ratio", "random", "small", "curves", "mesimp", "meact")
 RATIO_METHODS = {"ratio": ("meprop", "meprop_unified"), "random": ("meprop", "random"), "small": ("meprop", "small")}
-SIZE_KEYS = ("hidden", "hidden_sizes", "sizes")
 ACTIVE_KEYS = ("active_fraction",)
 UPDATE_KEYS = ("update_magnitude", "mean_abs_update")
 
@@ -39,7 +42,7 @@ def panels(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
 
 def backprop_ratio(row: pd.Series) -> float | None:
     """k/h in %: the share of each hidden gradient kept (for method=small: its size h' over the full h)."""
-    hidden, configured = row["hidden"], row["configured"]
+    hidden, configured = row["hidden"], row["task_hidden"]
     if not hidden or not configured:
         return None
     if row["method"] == "small":
@@ -102,8 +105,11 @@ def label_of(method: str) -> str:
 
 
 def setting_label(row: pd.Series) -> str:
-    k = number(row["k"])
-    return f"{row['method']} h={sizes(row['hidden'])}" + (f" k={k:g}" if k is not None else "")
+    """Method, sizes (start→tested when they changed), k and meSimp's prune rate."""
+    k, rate = number(row["k"]), number(row["prune_rate"])
+    h = sizes(row["initial"]) + (f"→{sizes(row['hidden'])}" if row["hidden"] != row["initial"] else "")
+    return f"{row['method']} h={h}" + (f" k={k:g}" if k is not None else "") + \
+        (f" prune rate {rate:g}" if rate is not None else "")
 
 
 def epoch_lines(runs: list[results.RunFolder]) -> pd.DataFrame:
@@ -149,34 +155,73 @@ def plot_curves(runs: list[results.RunFolder], out: Path) -> None:
     save(fig, out)
 
 
-def first_key(line: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    return next((line[k] for k in keys if k in line and line[k] is not None), None)
+def updates_per_epoch(metrics: list[dict[str, Any]]) -> float | None:
+    ends = [m for m in metrics if "train_loss" in m and m.get("step") and m.get("epoch")]
+    return ends[0]["step"] / ends[0]["epoch"] if ends else None
 
 
 def position(line: dict[str, Any], metrics: list[dict[str, Any]]) -> float:
-    """Epochs of training at this evaluation: step / updates per epoch (prunes happen within epochs)."""
-    ends = [m for m in metrics if "train_loss" in m and m.get("step") and m.get("epoch")]
-    if "step" in line and ends:
-        return line["step"] * ends[0]["epoch"] / ends[0]["step"]
+    """Epochs of training at this evaluation or prune check: step / updates per epoch (prunes happen within
+    epochs)."""
+    per_epoch = updates_per_epoch(metrics)
+    if "step" in line and per_epoch:
+        return line["step"] / per_epoch
     return float(line["epoch"])
 
 
+def size_trace(run: results.RunFolder) -> list[tuple[float, list[int]]]:
+    """(epochs, sizes) from the start (results.HIDDEN_INITIAL) through every prune check (results.PRUNE_CHECKS,
+    each with its results.SIZES), or every evaluation's results.SIZES where a line has no checks."""
+    points: list[tuple[float, list[int]]] = []
+    initial = run.result.get(results.HIDDEN_INITIAL)
+    if isinstance(initial, list) and initial:
+        points.append((0.0, initial))
+    for line in run.metrics:
+        checks = line.get(results.PRUNE_CHECKS)
+        if isinstance(checks, list) and checks:
+            points += [(position(c, run.metrics), c[results.SIZES]) for c in checks
+                       if isinstance(c.get(results.SIZES), list) and "epoch" in c]
+        elif isinstance(line.get(results.SIZES), list) and "epoch" in line:
+            points.append((position(line, run.metrics), line[results.SIZES]))
+    return sorted(points, key=lambda point: point[0])
+
+
+def group_labels(run: results.RunFolder, count: int) -> list[str]:
+    """Names of the size groups: layers, or a BiLSTM layer's two directions (twice as many groups as the
+    configured per-layer sizes, result "hidden")."""
+    layers = run.result.get("hidden")
+    if isinstance(layers, list) and layers and count == 2 * len(layers):
+        return [f"layer {g // 2 + 1} {('left', 'right')[g % 2]}" for g in range(count)]
+    return [f"layer {g + 1}" for g in range(count)]
+
+
 def plot_mesimp(runs: list[results.RunFolder], out: Path) -> None:
-    traced = [(run, [(position(line, run.metrics), first_key(line, SIZE_KEYS)) for line in run.metrics
-                     if "epoch" in line and isinstance(first_key(line, SIZE_KEYS), list)])
-              for run in runs if run.status == "completed"]
-    traced = [(run, points) for run, points in traced if points]
+    traced = [(run, size_trace(run)) for run in runs if run.status == "completed"]
+    traced = [(run, points) for run, points in traced if len({tuple(s) for _, s in points}) > 1]
     if not traced:
-        raise UserError(f"the 'mesimp' plot needs metrics.jsonl lines with the hidden sizes (key "
-                        f"{' or '.join(SIZE_KEYS)}, a list per evaluation); no run under the paths has them")
-    fig, axes = panels(len(traced))
-    for ax, (run, points) in zip(axes, traced):
-        for layer in range(max(len(sizes_) for _, sizes_ in points)):
-            xs = [x for x, s in points if layer < len(s)]
-            ax.plot(xs, [s[layer] for _, s in points if layer < len(s)], marker=".", label=f"layer {layer + 1}")
-        result = run.result
-        ax.set(xlabel="epoch", ylabel="hidden size", title=f"{result.get('task')} {result.get('method')} "
-               f"k={result.get('k')} ({run.path.name})")
+        raise UserError(f"the 'mesimp' plot needs runs whose hidden sizes change in metrics.jsonl (key "
+                        f"{results.PRUNE_CHECKS}, or {results.SIZES} per evaluation): no run under the paths has "
+                        f"them (a meSimp run writes them; method=mesimp)")
+    frame = run_frame([run for run, _ in traced]).set_index("run")
+    info = {run.path: frame.loc[str(run.path)] for run, _ in traced}
+    keys = sorted({(str(info[run.path]["task"]), str(info[run.path]["optimizer"])) for run, _ in traced})
+    fig, axes = panels(len(keys))
+    for ax, (task, optimizer) in zip(axes, keys):
+        here = [(run, points) for run, points in traced
+                if (str(info[run.path]["task"]), str(info[run.path]["optimizer"])) == (task, optimizer)]
+        here.sort(key=lambda item: (sort_key(info[item[0].path]), str(item[0].path)))
+        for run, points in here:
+            row, per_epoch, best = info[run.path], updates_per_epoch(run.metrics), run.result.get("best_step")
+            name = f"{setting_label(row)} seed {row['seed']} " if len(here) > 1 else ""
+            for group, label in enumerate(group_labels(run, max(len(s) for _, s in points))):
+                shown = [(x, s[group]) for x, s in points if group < len(s)]
+                line, = ax.plot([x for x, _ in shown], [y for _, y in shown], drawstyle="steps-post",
+                                label=name + label)
+                if group == 0 and per_epoch and isinstance(best, (int, float)):
+                    ax.axvline(best / per_epoch, linestyle=":", color=line.get_color(), alpha=0.7)
+        title = f"{task} ({optimizer})" + ("" if len(here) > 1 else f" {setting_label(info[here[0][0].path])}")
+        ax.set(xlabel="epoch (dotted: the step of the tested model)", ylabel="hidden size", title=title)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     save(fig, out)

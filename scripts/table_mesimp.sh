@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
-# meSimp table and figure: model simplification from the top-k record (MNIST-MLP, Adam, h = 500, k = 160,
-# prune rate 0.1), the final per-layer sizes and % of the original, and baselines trained from scratch at
-# the simplified sizes; the figure shows the layer sizes over training.
-# UNTESTED: method=mesimp was not on main when this was written; its options are MESIMP_ARGS (default
-# "method=mesimp topk=160") and it must write the final sizes to result.json (hidden_final, or hidden) and
-# the sizes per evaluation to metrics.jsonl (key hidden).
-# Expected wall time on a 2-core CPU, 1 thread: about 1 h with one seed; --quick: about 2 min.
+# meSimp table and figure on the reference code's MNIST setting (lancopku/meSimp: MNIST-MLP, Adam, h = 500,
+# batch 100, k = 160, prune rate 0.1): meSimp, meProp and the baseline at the same batch size and k, and for
+# each meSimp run that finished, a baseline trained from scratch at its tested sizes (hidden_from=that run,
+# with that run's seed). The table (--kind mesimp) shows the sizes per layer, % of the original, test and the
+# decode speedup; the figure (--kind mesimp) the layer sizes over training.
+# Expected wall time on a 2-core CPU, 1 thread: about 10 min with one seed (four 20-epoch runs of about
+# 2 min of training each, measured, plus data loading); --quick: about 2 min.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
-sweep mesimp_mnist_mlp task=mnist_mlp optim=adam ${MESIMP_ARGS:-method=mesimp topk=160}
-sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20
-# the from-scratch comparison: a baseline with each meSimp run's final sizes
-sizes=$(python - "$OUT/sweeps/mesimp_mnist_mlp" <<'PY'
+MNIST=(task=mnist_mlp optim=adam task.batch_size=100 topk=160)
+sweep mesimp_mnist_mlp "${MNIST[@]}" method=mesimp
+sweep mesimp_mnist_mlp_compared "${MNIST[@]}" method=baseline,meprop
+
+# completed_runs SWEEP: "FOLDER SEED" of each completed run of that sweep (result.json status and seed)
+completed_runs() {
+  "${PYTHON:-python3}" - "$OUT/sweeps/$1" <<'PY'
 import json, sys
 from pathlib import Path
-found = set()
-for path in Path(sys.argv[1]).rglob("result.json"):
-    r = json.loads(path.read_text())
-    if r.get("status") == "completed":
-        found.add("[" + ",".join(map(str, r.get("hidden_final") or r["hidden"])) + "]")
-print(",".join(sorted(found)))
+for path in sorted(Path(sys.argv[1]).rglob("result.json")):
+    record = json.loads(path.read_text())
+    if record.get("status") == "completed":
+        print(record["seed"], path.parent.resolve())
 PY
-)
-if [[ -n "$sizes" ]]; then
-  sweep scratch_mnist_mlp task=mnist_mlp optim=adam method=baseline "task.hidden=$sizes"
-fi
-table mesimp table_mesimp.md mesimp_mnist_mlp main_mnist_mlp_adam $([[ -n "$sizes" ]] && echo scratch_mnist_mlp)
+}
+
+# the from-scratch comparison: one baseline per finished meSimp run, built at its tested sizes, with its seed
+# (COMMON's seed=$SEEDS is swapped for that seed; the job folder is named by its number, not by the path)
+mapfile -t simplified < <(completed_runs mesimp_mnist_mlp)
+all_seeds=("${COMMON[@]}")
+for entry in "${simplified[@]}"; do
+  seed="${entry%% *}" folder="${entry#* }"
+  name="$(basename "$folder")"
+  COMMON=("${all_seeds[@]/#seed=*/seed=$seed}")
+  sweep "mesimp_mnist_mlp_scratch/${name//[^A-Za-z0-9._-]/_}" "${MNIST[@]}" method=baseline \
+    "hidden_from='$folder'" 'hydra.sweep.subdir=${hydra.job.num}'
+done
+COMMON=("${all_seeds[@]}")
+
+compared=(mesimp_mnist_mlp mesimp_mnist_mlp_compared)
+[[ -d "$OUT/sweeps/mesimp_mnist_mlp_scratch" ]] && compared+=(mesimp_mnist_mlp_scratch)
+table mesimp table_mesimp.md "${compared[@]}"
 plot mesimp fig_mesimp_sizes.png mesimp_mnist_mlp

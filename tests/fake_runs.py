@@ -7,6 +7,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from meprop_cli import results
+
+SHRINKABLE = ("digits", "mnist_mlp", "pos", "parse")  # tasks whose models' hidden neurons can be removed
 
 def write_run(root: Path, name: str, *, task: str = "mnist_mlp", method: str = "meprop", optimizer: str = "adam",
               seed: int = 1, k: int | None = 20, hidden: list[int] | None = None, dev: float | None = 0.98,
@@ -14,10 +17,16 @@ def write_run(root: Path, name: str, *, task: str = "mnist_mlp", method: str = "
               dropout: float = 0.0, batch_size: int = 10, max_epochs: int = 20, status: str | None = "completed",
               error: str | None = None, extra_result: dict[str, Any] | None = None,
               extra_config: dict[str, Any] | None = None, metrics: list[dict[str, Any]] | None = None,
-              drop: tuple[str, ...] = ()) -> Path:
+              drop: tuple[str, ...] = (), initial: list[int] | None = None, tested: list[int] | None = None,
+              final: list[int] | None = None, hidden_from: str | None = None, decode: float | None = None,
+              prune_rate: float = 0.1) -> Path:
     """Write config.yaml (always), metrics.jsonl (if given) and result.json (unless status is None).
 
     hidden is the configured size; method=small gets hidden [k]*layers in its result, like build_method.
+    Sizes, as the trainer writes them for the SHRINKABLE tasks (results.HIDDEN_*): initial (default: the
+    model's hidden), tested (default initial), final (default tested); parameters count 1000 per unit.
+    hidden_from: the config's and result's results.HIDDEN_FROM; decode: the results.DECODE speedup.
+    method=mesimp gets its method config (prune_rate, ...) and result keys.
     drop: result keys to leave out (a run from an older or newer version of the trainer)."""
     run = root / name
     run.mkdir(parents=True)
@@ -30,8 +39,11 @@ def write_run(root: Path, name: str, *, task: str = "mnist_mlp", method: str = "
         "optim": {"name": optimizer, "lr": 0.001 if optimizer == "adam" else 0.1},
         "trainer": {"max_epochs": max_epochs, "threads": 1, "progress": "none", "checkpoint": True},
         "seed": seed, "topk": k if k is not None else 20, "topk_output": k, "decay": 0.0,
-        "data_root": "/somewhere",
+        "data_root": "/somewhere", results.HIDDEN_FROM: hidden_from,
     }
+    if method == "mesimp":
+        config["method"].update(prune_rate=prune_rate, prune_checks_per_epoch=8, cycle_epochs=5,
+                                count_zero_gradients=False)
     for key, value in (extra_config or {}).items():  # dotted keys: "method.prune_rate"
         node = config
         *parents, last = key.split(".")
@@ -53,8 +65,21 @@ def write_run(root: Path, name: str, *, task: str = "mnist_mlp", method: str = "
         "params": 1000,
         "timing": timing or {"forward_s": 10.0, "backward_s": 20.0, "linear_backward_s": 15.0, "update_s": 5.0,
                              "total_s": 40.0, "examples_per_s": 100.0},
-        **(extra_result or {}),
     }
+    if task in SHRINKABLE:
+        initial = initial or result["hidden"]
+        tested = tested or initial
+        final = final or tested
+        result.update({results.HIDDEN_FROM: hidden_from, results.HIDDEN_INITIAL: initial,
+                       results.HIDDEN_FINAL: final, results.PARAMS_FINAL: 1000 * sum(final),
+                       results.HIDDEN_TESTED: tested, results.PARAMS_TESTED: 1000 * sum(tested)})
+        result["params"] = 1000 * sum(initial)
+    if method == "mesimp":
+        result.update({"prune_rate": prune_rate, "prune_checks_per_epoch": 8, "cycle_epochs": 5,
+                       results.PRUNE_CHECK_COUNT: 8 * max_epochs})
+    if decode is not None:
+        result[results.DECODE] = {"test_s": 1.0, "test_s_initial": decode, "speedup": decode}
+    result.update(extra_result or {})
     for key in drop:
         result.pop(key)
     (run / "result.json").write_text(json.dumps(result, indent=2))

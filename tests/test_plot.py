@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from fake_runs import write_run
-from meprop_cli import plot
+from meprop_cli import plot, results
 from meprop_cli.errors import UserError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -54,11 +54,22 @@ def test_one_panel_per_task_and_optimizer(figure4, tmp_path):
     assert png_size(out) == (1320, 504)
 
 
+def pruned(scores: list[float], checks: list[list[list[int]]], per_epoch: int = 100) -> list[dict]:
+    """metrics.jsonl of a meSimp run: each epoch's prune checks (evenly spaced) and the sizes at its end."""
+    lines = curve(scores)
+    for epoch, (line, sizes) in enumerate(zip(lines, checks), 1):
+        steps = [(epoch - 1) * per_epoch + per_epoch * (c + 1) // len(sizes) for c in range(len(sizes))]
+        line[results.PRUNE_CHECKS] = [{"epoch": epoch, "step": step, "pruned": True, results.SIZES: size}
+                                      for step, size in zip(steps, sizes)]
+        line[results.SIZES] = sizes[-1]
+    return lines
+
+
 def test_mesimp_and_meact_figures_read_their_metrics_keys(tmp_path):
-    write_run(tmp_path, "simp", method="mesimp", k=160,
-              metrics=curve([0.97, 0.98, 0.981], hidden=[500, 500])[:1]
-              + [dict(line, hidden=sizes) for line, sizes in zip(curve([0.97, 0.98, 0.981])[1:], ([300, 200],
-                                                                                                    [154, 96]))])
+    write_run(tmp_path, "simp", method="mesimp", k=160, tested=[300, 200],
+              metrics=pruned([0.97, 0.98], [[[450, 400], [300, 200]], [[300, 200], [300, 200]]]))
+    write_run(tmp_path, "base", method="baseline",  # constant sizes: not drawn
+              metrics=[dict(line, **{results.SIZES: [500, 500]}) for line in curve([0.97, 0.98])])
     write_run(tmp_path, "act", method="meact", k=None,
               metrics=[dict(line, active_fraction=f, update_magnitude=u) for line, f, u in
                        zip(curve([0.97, 0.98]), (1.0, 0.3), (1e-3, 2e-4))])
@@ -69,10 +80,50 @@ def test_mesimp_and_meact_figures_read_their_metrics_keys(tmp_path):
         assert width == {"mesimp": 660, "meact": 1980}[kind]  # meact: dev, active fraction, update
 
 
+def test_mesimp_sizes_are_traced_through_every_prune_check_at_its_fraction_of_an_epoch(tmp_path):
+    write_run(tmp_path, "simp", method="mesimp", k=160,
+              metrics=pruned([0.97, 0.98], [[[450, 400], [300, 200]], [[290, 200], [280, 190]]]))
+    run = results.load_run(tmp_path / "simp")
+    assert plot.size_trace(run) == [(0.0, [500, 500]), (0.5, [450, 400]), (1.0, [300, 200]), (1.5, [290, 200]),
+                                    (2.0, [280, 190])]
+    # without prune checks in a line, the evaluation's sizes (results.SIZES) at its step
+    run.metrics = [{"epoch": 1, "step": 50, results.SIZES: [400, 400]},
+                   {"epoch": 1, "step": 100, "train_loss": 0.3, results.SIZES: [300, 300]}]
+    assert plot.size_trace(run) == [(0.0, [500, 500]), (0.5, [400, 400]), (1.0, [300, 300])]
+
+
+def test_mesimp_figure_has_one_panel_per_task_with_a_line_per_group_and_run(tmp_path, monkeypatch):
+    for seed in (1, 2):
+        write_run(tmp_path, f"mnist{seed}", method="mesimp", k=160, seed=seed, tested=[450, 400],
+                  metrics=pruned([0.97], [[[450, 400], [300, 200 + seed]]]))
+    write_run(tmp_path, "pos", task="pos", method="mesimp", k=20, hidden=[500], initial=[500, 500],
+              metrics=pruned([0.9], [[[100, 90], [13, 3]]]))
+    out = tmp_path / "sizes.png"
+    drawn = []
+    original = plot.plt.Axes.plot
+
+    def spy(ax, xs, ys, **kwargs):
+        drawn.append((kwargs.get("label"), list(xs), list(ys)))
+        return original(ax, xs, ys, **kwargs)
+
+    monkeypatch.setattr(plot.plt.Axes, "plot", spy)
+    plot.make_plot([tmp_path], "mesimp", out)
+    assert png_size(out) == (1320, 504)
+    assert drawn[3][1:] == ([0.0, 0.5, 1.0], [500, 400, 202])  # seed 2's layer 2 through its checks
+    run = "mesimp h=500→450,400 k=160 prune rate 0.1 seed"
+    assert [label for label, _, _ in drawn] == [f"{run} 1 layer 1", f"{run} 1 layer 2", f"{run} 2 layer 1",
+                                                f"{run} 2 layer 2", "layer 1 left", "layer 1 right"]
+
+
 def test_a_figure_without_its_data_is_a_user_error_naming_what_is_missing(tmp_path):
     write_run(tmp_path, "m", method="meprop", k=20, metrics=curve([0.9]))
     with pytest.raises(UserError, match="random"):
         plot.make_plot([tmp_path], "random", tmp_path / "x.png")
+    with pytest.raises(UserError, match="hidden sizes"):
+        plot.make_plot([tmp_path], "mesimp", tmp_path / "x.png")
+    write_run(tmp_path, "guessed", method="mesimp", k=160,  # sizes under a key results.py does not define
+              metrics=[dict(line, hidden=[400 - e, 300]) for e, line in enumerate(curve([0.9, 0.95]))],
+              drop=(results.HIDDEN_INITIAL,))
     with pytest.raises(UserError, match="hidden sizes"):
         plot.make_plot([tmp_path], "mesimp", tmp_path / "x.png")
     with pytest.raises(UserError, match="active_fraction"):
@@ -81,7 +132,7 @@ def test_a_figure_without_its_data_is_a_user_error_naming_what_is_missing(tmp_pa
 
 
 def test_evaluations_within_an_epoch_sit_at_their_fraction_of_it():
-    metrics = [{"epoch": 1, "step": 50, "hidden": [400]}, {"epoch": 1, "step": 200, "train_loss": 0.3},
-               {"epoch": 2, "step": 300, "hidden": [300]}]
+    metrics = [{"epoch": 1, "step": 50, results.SIZES: [400]}, {"epoch": 1, "step": 200, "train_loss": 0.3},
+               {"epoch": 2, "step": 300, results.SIZES: [300]}]
     assert [plot.position(line, metrics) for line in metrics] == [0.25, 1.0, 1.5]
     assert plot.position({"epoch": 3}, []) == 3.0

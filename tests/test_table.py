@@ -200,19 +200,102 @@ def test_unified_table_shows_overall_backprop_time_and_leaves_out_other_methods(
     assert one(built, method="meprop_unified")["batch"] == "50"
 
 
-def test_mesimp_table_shows_final_sizes_share_and_the_from_scratch_baseline(tmp_path):
-    write_run(tmp_path, "b", method="baseline", test=0.982)
-    write_run(tmp_path, "s", method="mesimp", k=160, test=0.9831, extra_config={"method.prune_rate": 0.1},
-              extra_result={"hidden_final": [154, 96]})
-    write_run(tmp_path, "f", method="baseline", hidden=[154, 96], test=0.979)
-    built, kind = table.make_table([tmp_path])
-    assert kind == "mesimp"
+MESIMP_HEADERS = ["task", "optimizer", "method", "h (initial)", "k", "prune rate", "h (tested)", "h (end)",
+                  "% of original", "params", "Iter", "dev (%)", "test (%)", "decode speedup", "n"]
+
+
+@pytest.fixture
+def mesimp_study(tmp_path):
+    """The reference MNIST study, two seeds: baseline, meProp k=160, meSimp k=160 and, for each meSimp run, a
+    baseline built at its tested sizes (hidden_from); plus runs the table leaves out."""
+    root = tmp_path / "study"
+    for seed, base, mep, simp, scratch, tested, speedup in ((1, 0.981, 0.9813, 0.9793, 0.9828, [439, 250], 1.3),
+                                                            (2, 0.983, 0.9833, 0.9813, 0.9808, [421, 262], 1.5)):
+        write_run(root, f"base/{seed}", method="baseline", seed=seed, batch_size=100, test=base)
+        write_run(root, f"meprop/{seed}", method="meprop", k=160, seed=seed, batch_size=100, test=mep)
+        source = write_run(root, f"mesimp/{seed}", method="mesimp", k=160, seed=seed, batch_size=100, test=simp,
+                           tested=tested, final=[289, 248], decode=speedup)
+        write_run(root, f"scratch/{seed}", method="baseline", seed=seed, batch_size=100, test=scratch,
+                  initial=tested, hidden_from=str(source))
+    write_run(root, "other/meprop20", method="meprop", k=20, batch_size=100)  # another k
+    write_run(root, "other/batch10", method="baseline", batch_size=10)  # another context
+    return root
+
+
+def test_mesimp_table_has_sizes_share_params_decode_and_the_runs_it_is_compared_with(mesimp_study):
+    built, kind = table.make_table([mesimp_study])
+    assert kind == "mesimp" and built.headers == MESIMP_HEADERS
+    assert [row[2] for row in built.rows] == ["baseline", "meprop", "mesimp", "baseline (from scratch)"]
     simp = one(built, method="mesimp")
-    assert (simp["h (initial)"], simp["h (final)"], simp["prune rate"], simp["% of original"]) == \
-        ("500", "154,96", "0.1", "25.0")
-    assert simp["test (%)"] == "98.31 (+0.11)"
-    scratch = one(built, **{"h (final)": "154,96", "method": "baseline (from scratch)"})
-    assert scratch["test (%)"] == "97.90"
+    assert simp == {"task": "mnist_mlp", "optimizer": "adam", "method": "mesimp", "h (initial)": "500", "k": "160",
+                    "prune rate": "0.1", "h (tested)": "430 ± 13, 256 ± 8", "h (end)": "289,248",
+                    "% of original": "68.6 ± 0.4", "params": "686,000 ± 4,243", "Iter": "3.0 ± 0.0",
+                    "dev (%)": "98.00 ± 0.00 (+0.00)", "test (%)": "98.03 ± 0.14 (-0.17)",
+                    "decode speedup": "1.40x ± 0.14", "n": "2"}
+    assert one(built, method="meprop")["test (%)"] == "98.23 ± 0.14 (+0.03)"
+    base = one(built, method="baseline")
+    assert (base["h (tested)"], base["% of original"], base["params"], base["decode speedup"]) == \
+        ("500,500", "100.0 ± 0.0", "1,000,000 ± 0", "-")
+    scratch = one(built, method="baseline (from scratch)")
+    assert scratch["n"] == "2" and scratch["test (%)"] == "98.18 ± 0.14"
+    assert scratch["h (initial)"] == scratch["h (tested)"] == scratch["h (end)"] == "430 ± 13, 256 ± 8"
+    assert scratch["% of original"] == "68.6 ± 0.4"  # of its meSimp runs' initial sizes, not of its own
+    assert not any("other" in cell for row in built.rows for cell in row)
+
+
+def test_mesimp_table_shows_the_tested_sizes_not_the_final_ones(tmp_path):
+    write_run(tmp_path, "s", method="mesimp", k=160, tested=[300, 200], final=[100, 50], test=0.97)
+    row = one(built := table.make_table([tmp_path], "mesimp")[0], method="mesimp")
+    assert (row["h (tested)"], row["h (end)"], row["% of original"], row["params"]) == \
+        ("300,200", "100,50", "50.0", "500,000")
+    assert row["decode speedup"] == "-" and built.headers == MESIMP_HEADERS
+
+
+def test_each_from_scratch_row_follows_its_own_mesimp_row(tmp_path):
+    for rate, tested in ((0.05, [112, 115]), (0.1, [69, 72])):
+        source = write_run(tmp_path, f"simp{rate}", task="parse", method="mesimp", k=20, prune_rate=rate,
+                           tested=tested)
+        write_run(tmp_path, f"scratch{rate}", task="parse", method="baseline", initial=tested,
+                  hidden_from=str(source))
+    built, _ = table.make_table([tmp_path], "mesimp")
+    assert [(r[2], r[5], r[6]) for r in built.rows] == [
+        ("mesimp", "0.05", "112,115"), ("baseline (from scratch)", "-", "112,115"),
+        ("mesimp", "0.1", "69,72"), ("baseline (from scratch)", "-", "69,72")]
+
+
+def test_hidden_from_relative_to_where_the_run_was_trained_is_found(tmp_path):
+    source = write_run(tmp_path, "runs/paper/simp", method="mesimp", k=160, tested=[154, 96])
+    write_run(tmp_path, "runs/paper/scratch", method="baseline", initial=[154, 96], hidden_from="runs/paper/simp")
+    write_run(tmp_path, "runs/paper/elsewhere", method="baseline", initial=[154, 96], hidden_from="/gone/simp")
+    built, _ = table.make_table([source.parent], "mesimp")
+    assert rows_by(built, method="baseline (from scratch)")[0]["% of original"] == "25.0"
+    # a hidden_from naming no run under the paths is a baseline of other sizes: not this meSimp run's comparison
+    assert [r[2] for r in built.rows] == ["mesimp", "baseline (from scratch)"]
+
+
+def test_without_hidden_from_a_baseline_at_the_tested_sizes_is_the_from_scratch_run(tmp_path):
+    write_run(tmp_path, "simp", method="mesimp", k=160, tested=[154, 96])
+    write_run(tmp_path, "same", method="baseline", hidden=[154, 96], drop=(results.HIDDEN_FROM,))
+    write_run(tmp_path, "unpruned", method="mesimp", k=160, prune_rate=0.0, optimizer="adagrad")
+    write_run(tmp_path, "full", method="baseline", optimizer="adagrad")  # = the unpruned sizes: the full baseline
+    built, _ = table.make_table([tmp_path], "mesimp")
+    assert [(r[1], r[2], r[6]) for r in built.rows] == [
+        ("adagrad", "baseline", "500,500"), ("adagrad", "mesimp", "500,500"),
+        ("adam", "mesimp", "154,96"), ("adam", "baseline (from scratch)", "154,96")]
+
+
+def test_mesimp_csv_holds_sizes_per_group_and_the_numbers(mesimp_study):
+    parsed = pd.read_csv(io.StringIO(table.render(table.make_table([mesimp_study], "mesimp")[0], "csv")))
+    simp = parsed[parsed["method"] == "mesimp"].iloc[0]
+    assert simp["h (tested)"] == "430,256" and simp["h (tested) std"] == "12.73,8.49"
+    assert simp["decode speedup"] == pytest.approx(1.4) and simp["% of original"] == pytest.approx(68.6)
+    assert simp["params"] == pytest.approx(686000) and simp["test (%) delta"] == pytest.approx(-0.17)
+
+
+def test_guessed_size_keys_are_not_read(tmp_path):
+    """Sizes come from results.HIDDEN_TESTED / HIDDEN_INITIAL only: an unknown key such as "sizes" is ignored."""
+    write_run(tmp_path, "s", method="mesimp", k=160, extra_result={"sizes": [1, 1]}, drop=(results.HIDDEN_TESTED,))
+    assert one(table.make_table([tmp_path], "mesimp")[0], method="mesimp")["h (tested)"] == "500,500"
 
 
 def test_cnn_table_shows_ratio_decay_and_batch_norm(tmp_path):
