@@ -47,11 +47,15 @@ def main(argv: list[str] | None = None) -> None:
         layer.register_full_backward_hook(lambda m, gin, gout, i=i: grads.__setitem__(i, gout[0].detach()))
     k = run.method.k or 0
     counts: dict[int, list[tuple[float, float]]] = {}
+    active: dict[int, torch.Tensor] = {}  # per neuron: examples with a nonzero gradient there
+    examples = 0
     for seed in range(args.batches):
         batch = next(run.task.train_batches(torch.Generator().manual_seed(seed)))
         loss, _ = run.task.loss(run.model, batch)
         loss.backward()
+        examples += len(next(iter(grads.values())))
         for i, g in grads.items():
+            active[i] = active.get(i, 0) + (g != 0).sum(0)
             nonzero = (g != 0).sum(1).float()
             counts.setdefault(i, []).append((float(nonzero.mean()), float((nonzero < min(k, g.shape[1])).float().mean())))
         run.model.zero_grad()
@@ -60,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         below = sum(c[1] for c in counts[i]) / len(counts[i])
         print(f"layer {i + 1}: size {mlp.hidden[i].out_features}, nonzero output-gradient entries per example "
               f"{mean:.1f}, examples with fewer than k={k}: {100 * below:.1f}%")
+        share = (active[i].float() / examples).sort().values
+        print(f"  share of examples in which a neuron has a nonzero gradient: min {100 * share[0]:.1f}%, "
+              f"10th percentile {100 * share[len(share) // 10]:.1f}%, median {100 * share[len(share) // 2]:.1f}%")
 
 
 if __name__ == "__main__":
