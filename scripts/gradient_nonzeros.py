@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg.trainer.resume = False
     if cfg.method.name == "mesimp" and "count_zero_gradients" not in cfg.method:
         cfg.method.count_zero_gradients = True  # runs made before the option existed counted every kept index
-    run = Run(cfg, Path(tempfile.mkdtemp(prefix="gradient_nonzeros-")))  # setup writes a config there
-    run.setup()
+    with tempfile.TemporaryDirectory(prefix="gradient_nonzeros-") as scratch:  # setup writes a config there
+        run = Run(cfg, Path(scratch))
+        run.setup()
     fit_to_sizes(run.model, last["sizes"])
     run.model.load_state_dict(last["model"])
     run.model.train()
