@@ -25,6 +25,7 @@ state is cut with it, as the reference keeps the survivors' moments when it mask
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +39,10 @@ from meprop_cli.nn.shrink import Shrinkable, tracking_shrink
 from meprop_cli import results
 
 
-def check_steps(steps_in_epoch: int, checks: int) -> set[int]:
+@functools.lru_cache(maxsize=8)  # asked after every step, with the same two numbers all epoch
+def check_steps(steps_in_epoch: int, checks: int) -> frozenset[int]:
     """The steps of an epoch (1-based) after which a check runs: evenly spaced, the last at the epoch's end."""
-    return {max(1, math.ceil(i * steps_in_epoch / checks)) for i in range(1, checks + 1)}
+    return frozenset(max(1, math.ceil(i * steps_in_epoch / checks)) for i in range(1, checks + 1))
 
 
 def kept_neurons(hits: torch.Tensor, seen: int, prune_rate: float) -> torch.Tensor:

@@ -71,7 +71,7 @@ def load_selection_state_dict(model: nn.Module, saved: dict[str, dict]) -> None:
 # -- carrying state across a shrink ----------------------------------------------------------------
 # Layers remove neurons through keep_along(), which makes the smaller parameter and, inside
 # tracking_shrink(), notes where it came from; the trainer then slices the optimizer state and the
-# weight average of each parameter the same way (train.Run.rebuild), in one place for every model.
+# weight average of each parameter the same way (train.Run.apply), in one place for every model.
 
 Slices = list[tuple[int, torch.Tensor]]  # (dim, kept indices), applied in order
 _origins: dict[nn.Parameter, tuple[nn.Parameter, int, torch.Tensor]] | None = None
