@@ -154,20 +154,23 @@ void meprop_select_topk(const float *score, int use_abs, const float *g, int64_t
 
 typedef struct {
     const float *val; const int64_t *idx; const float *W; int64_t B, k, m; float *dx; int64_t block_rows, next;
+    const int64_t *offsets; /* NULL: every row has k entries; else row b's entries are [offsets[b], offsets[b+1]) */
 } input_ctx;
 
 static void input_work(void *arg, int tid, int nthreads) {
     (void)tid; (void)nthreads;
     input_ctx *c = (input_ctx *)arg;
-    const int64_t k = c->k, m = c->m;
+    const int64_t m = c->m;
     for (;;) {
         const int64_t b0 = __atomic_fetch_add(&c->next, c->block_rows, __ATOMIC_RELAXED);
         if (b0 >= c->B) return;
         const int64_t b1 = b0 + c->block_rows < c->B ? b0 + c->block_rows : c->B;
         for (int64_t b = b0; b < b1; b++) {
             float *out = c->dx + b * m;
-            const float *v = c->val + b * k;
-            const int64_t *ix = c->idx + b * k;
+            const int64_t e0 = c->offsets ? c->offsets[b] : b * c->k;
+            const int64_t k = c->offsets ? c->offsets[b + 1] - e0 : c->k;
+            const float *v = c->val + e0;
+            const int64_t *ix = c->idx + e0;
             int64_t i = 0;
             for (; i + STRIP <= m; i += STRIP) { /* STRIP / 8 accumulators in registers over the k rows */
                 v8f a[STRIP / 8] = {{0}};
@@ -186,13 +189,19 @@ static void input_work(void *arg, int tid, int nthreads) {
     }
 }
 
+static void run_grad_input(input_ctx *c, int64_t entries, int nthreads) {
+    const int64_t rows = c->B / (4 * (nthreads > 0 ? nthreads : 1));
+    c->block_rows = rows < 16 ? 16 : rows;
+    c->next = 0;
+    if (entries * c->m < (1 << 20)) nthreads = 1; /* small products: starting threads costs more than it saves */
+    parallel_run(nthreads, input_work, c);
+}
+
 void meprop_grad_input(const float *val, const int64_t *idx, const float *W, int64_t B, int64_t k, int64_t n,
                        int64_t m, float *dx, int nthreads) {
     (void)n;
-    const int64_t rows = B / (4 * (nthreads > 0 ? nthreads : 1));
-    input_ctx c = {val, idx, W, B, k, m, dx, rows < 16 ? 16 : rows, 0};
-    if (B * k * m < (1 << 20)) nthreads = 1; /* small products: starting threads costs more than it saves */
-    parallel_run(nthreads, input_work, &c);
+    input_ctx c = {val, idx, W, B, k, m, dx, 0, 0, NULL};
+    run_grad_input(&c, B * k, nthreads);
 }
 
 /* ---- dW = top_k(g)^T x, dense (pos == NULL: out is n x m) or on the touched rows (out is r x m) ----
@@ -208,30 +217,37 @@ void meprop_grad_input(const float *val, const int64_t *idx, const float *W, int
 typedef struct {
     const float *val; const int64_t *idx; const float *x; int64_t B, k, m; const int64_t *pos; int64_t r;
     float *out;
+    const int64_t *offsets; /* as in input_ctx */
+    int64_t block_entries;  /* room for the entries of the largest block of examples */
 } weight_ctx;
+
+static inline int64_t entry_begin(const weight_ctx *c, int64_t b) { return c->offsets ? c->offsets[b] : b * c->k; }
 
 static void weight_work(void *arg, int tid, int nthreads) {
     weight_ctx *c = (weight_ctx *)arg;
-    const int64_t k = c->k, m = c->m, r = c->r;
+    const int64_t m = c->m, r = c->r;
     const int64_t strips = (m + 7) / 8;
     const int64_t col0 = 8 * (strips * tid / nthreads), col1 = 8 * (strips * (tid + 1) / nthreads) < m
                                                               ? 8 * (strips * (tid + 1) / nthreads) : m;
     if (col0 >= col1) return;
     for (int64_t row = 0; row < r; row++) memset(c->out + row * m + col0, 0, sizeof(float) * (col1 - col0));
     int64_t *start = (int64_t *)malloc(sizeof(int64_t) * (r + 1));
-    int64_t *ex = (int64_t *)malloc(sizeof(int64_t) * WEIGHT_BLOCK_ROWS * k);
-    float *ev = (float *)malloc(sizeof(float) * WEIGHT_BLOCK_ROWS * k);
+    int64_t *ex = (int64_t *)malloc(sizeof(int64_t) * (c->block_entries + 1));
+    float *ev = (float *)malloc(sizeof(float) * (c->block_entries + 1));
     for (int64_t b0 = 0; b0 < c->B; b0 += WEIGHT_BLOCK_ROWS) {
         const int64_t b1 = b0 + WEIGHT_BLOCK_ROWS < c->B ? b0 + WEIGHT_BLOCK_ROWS : c->B;
+        const int64_t first = entry_begin(c, b0), last = entry_begin(c, b1);
         /* counting sort of the block's entries by output row */
         memset(start, 0, sizeof(int64_t) * (r + 1));
-        for (int64_t e = b0 * k; e < b1 * k; e++) start[(c->pos ? c->pos[c->idx[e]] : c->idx[e]) + 1]++;
+        for (int64_t e = first; e < last; e++) start[(c->pos ? c->pos[c->idx[e]] : c->idx[e]) + 1]++;
         for (int64_t row = 0; row < r; row++) start[row + 1] += start[row];
-        for (int64_t e = b0 * k; e < b1 * k; e++) {
-            const int64_t row = c->pos ? c->pos[c->idx[e]] : c->idx[e];
-            const int64_t at = start[row]++;
-            ex[at] = e / k;
-            ev[at] = c->val[e];
+        for (int64_t b = b0; b < b1; b++) {
+            for (int64_t e = entry_begin(c, b), e1 = entry_begin(c, b + 1); e < e1; e++) {
+                const int64_t row = c->pos ? c->pos[c->idx[e]] : c->idx[e];
+                const int64_t at = start[row]++;
+                ex[at] = b;
+                ev[at] = c->val[e];
+            }
         }
         for (int64_t row = r; row > 0; row--) start[row] = start[row - 1]; /* back to the row starts */
         start[0] = 0;
@@ -258,11 +274,15 @@ static void weight_work(void *arg, int tid, int nthreads) {
     free(start); free(ex); free(ev);
 }
 
+static void run_grad_weight(weight_ctx *c, int64_t entries, int nthreads) {
+    if (entries * c->m < (1 << 20) || c->m < 16 * nthreads) nthreads = 1;
+    parallel_run(nthreads, weight_work, c);
+}
+
 void meprop_grad_weight(const float *val, const int64_t *idx, const float *x, int64_t B, int64_t k, int64_t m,
                         const int64_t *pos, int64_t r, float *out, int nthreads) {
-    weight_ctx c = {val, idx, x, B, k, m, pos, r, out};
-    if (B * k * m < (1 << 20) || m < 16 * nthreads) nthreads = 1;
-    parallel_run(nthreads, weight_work, &c);
+    weight_ctx c = {val, idx, x, B, k, m, pos, r, out, NULL, WEIGHT_BLOCK_ROWS * k};
+    run_grad_weight(&c, B * k, nthreads);
 }
 
 /* db[o] = sum of val over the entries with idx = o (out has n entries, or r with pos). */
@@ -537,4 +557,194 @@ void meprop_conv_grads(const int64_t *pos, const float *val, int64_t C, int64_t 
     if (dw) parallel_run(C < 2 * nthreads ? 1 : nthreads, conv_weight_work, &c);
     if (dxp) parallel_run(batch < 2 * nthreads ? 1 : nthreads, conv_input_work, &c);
     free(c.window);
+}
+
+/* ---- meAct: each example computes only its active neurons ---------------------------------------------
+ *
+ * The active (example, neuron) pairs are rows of a CSR layout: example b's neurons are cols[offsets[b] ..
+ * offsets[b+1]), ascending. val / y hold one value per pair, in the same order.
+ *
+ *   y[e]   = bias[cols[e]] + W[cols[e]] . x[b]       the forward of the active pairs only
+ *   dx[b]  = sum_e val[e] * W[cols[e]]
+ *   dW[o] += val[e] * x[b]   for every cols[e] = o   (meprop_grad_weight's loop, rows of any length)
+ *
+ * Examples are taken in blocks of ACTIVE_BLOCK. In forward a block's pairs are sorted by neuron (counting
+ * sort), so that each row of W is read once per block while the block's rows of x stay in L2: for neuron o,
+ * the dot products W[o] . x[b] of four of its examples at once (one load of W).
+ * The input gradient needs no sorting: per strip of 64 columns, each example of the block sums its pairs'
+ * rows of W in registers, and the strip of W (n x 64 floats) stays in L2 while the block's examples read it. */
+#define ACTIVE_BLOCK 32
+
+typedef struct {
+    const float *x, *W, *bias, *val; const int64_t *offsets, *cols; int64_t B, m, n; float *y, *dx; int64_t next;
+} active_ctx;
+
+/* start[o] .. start[o+1]: the block's pairs of neuron o, as (example in block, pair index) in ex, at */
+static void sort_block(const active_ctx *c, int64_t b0, int64_t b1, int64_t *start, int64_t *ex, int64_t *at) {
+    memset(start, 0, sizeof(int64_t) * (c->n + 1));
+    for (int64_t e = c->offsets[b0]; e < c->offsets[b1]; e++) start[c->cols[e] + 1]++;
+    for (int64_t o = 0; o < c->n; o++) start[o + 1] += start[o];
+    for (int64_t b = b0; b < b1; b++)
+        for (int64_t e = c->offsets[b]; e < c->offsets[b + 1]; e++) {
+            const int64_t slot = start[c->cols[e]]++;
+            ex[slot] = b;
+            at[slot] = e;
+        }
+    for (int64_t o = c->n; o > 0; o--) start[o] = start[o - 1];
+    start[0] = 0;
+}
+
+static inline float hsum(v8f s) {
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static void active_forward_work(void *arg, int tid, int nthreads) {
+    (void)tid; (void)nthreads;
+    active_ctx *c = (active_ctx *)arg;
+    const int64_t m = c->m, m8 = m - m % 8;
+    int64_t *start = (int64_t *)malloc(sizeof(int64_t) * (c->n + 1));
+    int64_t *ex = (int64_t *)malloc(sizeof(int64_t) * ACTIVE_BLOCK * c->n);
+    int64_t *at = (int64_t *)malloc(sizeof(int64_t) * ACTIVE_BLOCK * c->n);
+    for (;;) {
+        const int64_t b0 = __atomic_fetch_add(&c->next, ACTIVE_BLOCK, __ATOMIC_RELAXED);
+        if (b0 >= c->B) break;
+        const int64_t b1 = b0 + ACTIVE_BLOCK < c->B ? b0 + ACTIVE_BLOCK : c->B;
+        sort_block(c, b0, b1, start, ex, at);
+        for (int64_t o = 0; o < c->n; o++) {
+            const float *w = c->W + o * m;
+            const float bias = c->bias ? c->bias[o] : 0.0f;
+            int64_t s0 = start[o];
+            for (; s0 + 4 <= start[o + 1]; s0 += 4) { /* four examples of neuron o: W[o] loaded once */
+                const float *x0 = c->x + ex[s0] * m, *x1 = c->x + ex[s0 + 1] * m, *x2 = c->x + ex[s0 + 2] * m,
+                            *x3 = c->x + ex[s0 + 3] * m;
+                v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int64_t i = 0; i < m8; i += 8) {
+                    const v8f wv = *(const v8f *)(w + i);
+                    a0 += wv * *(const v8f *)(x0 + i);
+                    a1 += wv * *(const v8f *)(x1 + i);
+                    a2 += wv * *(const v8f *)(x2 + i);
+                    a3 += wv * *(const v8f *)(x3 + i);
+                }
+                float t0 = hsum(a0), t1 = hsum(a1), t2 = hsum(a2), t3 = hsum(a3);
+                for (int64_t i = m8; i < m; i++) {
+                    t0 += w[i] * x0[i]; t1 += w[i] * x1[i]; t2 += w[i] * x2[i]; t3 += w[i] * x3[i];
+                }
+                c->y[at[s0]] = t0 + bias; c->y[at[s0 + 1]] = t1 + bias;
+                c->y[at[s0 + 2]] = t2 + bias; c->y[at[s0 + 3]] = t3 + bias;
+            }
+            for (; s0 < start[o + 1]; s0++) { /* the rest one at a time, four accumulators */
+                const float *xr = c->x + ex[s0] * m;
+                v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                int64_t i = 0;
+                for (; i + 32 <= m; i += 32) {
+                    a0 += *(const v8f *)(w + i) * *(const v8f *)(xr + i);
+                    a1 += *(const v8f *)(w + i + 8) * *(const v8f *)(xr + i + 8);
+                    a2 += *(const v8f *)(w + i + 16) * *(const v8f *)(xr + i + 16);
+                    a3 += *(const v8f *)(w + i + 24) * *(const v8f *)(xr + i + 24);
+                }
+                for (; i + 8 <= m; i += 8) a0 += *(const v8f *)(w + i) * *(const v8f *)(xr + i);
+                float t = hsum((a0 + a1) + (a2 + a3));
+                for (; i < m; i++) t += w[i] * xr[i];
+                c->y[at[s0]] = t + bias;
+            }
+        }
+    }
+    free(start); free(ex); free(at);
+}
+
+static void active_input_work(void *arg, int tid, int nthreads) {
+    (void)tid; (void)nthreads;
+    active_ctx *c = (active_ctx *)arg;
+    const int64_t m = c->m;
+    for (;;) {
+        const int64_t b0 = __atomic_fetch_add(&c->next, ACTIVE_BLOCK, __ATOMIC_RELAXED);
+        if (b0 >= c->B) return;
+        const int64_t b1 = b0 + ACTIVE_BLOCK < c->B ? b0 + ACTIVE_BLOCK : c->B;
+        int64_t i = 0;
+        for (; i + STRIP <= m; i += STRIP) /* the strip of W (n x STRIP floats) stays in L2 for the block */
+            for (int64_t b = b0; b < b1; b++) {
+                v8f a[STRIP / 8] = {{0}};
+                for (int64_t e = c->offsets[b]; e < c->offsets[b + 1]; e++) {
+                    const float *wr = c->W + c->cols[e] * m + i;
+                    const float v = c->val[e];
+                    for (int q = 0; q < STRIP / 8; q++) a[q] += v * *(const v8f *)(wr + 8 * q);
+                }
+                for (int q = 0; q < STRIP / 8; q++) *(v8f *)(c->dx + b * m + i + 8 * q) = a[q];
+            }
+        if (i < m)
+            for (int64_t b = b0; b < b1; b++) {
+                memset(c->dx + b * m + i, 0, sizeof(float) * (m - i));
+                for (int64_t e = c->offsets[b]; e < c->offsets[b + 1]; e++)
+                    axpy(c->dx + b * m + i, c->W + c->cols[e] * m + i, c->val[e], m - i);
+            }
+    }
+}
+
+void meact_forward(const float *x, const float *W, const float *bias, const int64_t *offsets, const int64_t *cols,
+                   int64_t B, int64_t m, int64_t n, float *y, int nthreads) {
+    active_ctx c = {x, W, bias, NULL, offsets, cols, B, m, n, y, NULL, 0};
+    if (offsets[B] * m < (1 << 20) || B < 2 * ACTIVE_BLOCK) nthreads = 1;
+    parallel_run(nthreads, active_forward_work, &c);
+}
+
+void meact_grad_input(const float *val, const int64_t *offsets, const int64_t *cols, const float *W, int64_t B,
+                      int64_t m, int64_t n, float *dx, int nthreads) {
+    active_ctx c = {NULL, W, NULL, val, offsets, cols, B, m, n, NULL, dx, 0};
+    if (offsets[B] * m < (1 << 20) || B < 2 * ACTIVE_BLOCK) nthreads = 1;
+    parallel_run(nthreads, active_input_work, &c);
+}
+
+void meact_grad_weight(const float *val, const int64_t *offsets, const int64_t *cols, const float *x, int64_t B,
+                       int64_t m, int64_t n, float *dW, int nthreads) {
+    int64_t block_entries = 0;
+    for (int64_t b0 = 0; b0 < B; b0 += WEIGHT_BLOCK_ROWS) {
+        const int64_t b1 = b0 + WEIGHT_BLOCK_ROWS < B ? b0 + WEIGHT_BLOCK_ROWS : B;
+        if (offsets[b1] - offsets[b0] > block_entries) block_entries = offsets[b1] - offsets[b0];
+    }
+    weight_ctx c = {val, cols, x, B, 0, m, NULL, n, dW, offsets, block_entries};
+    run_grad_weight(&c, offsets[B], nthreads);
+}
+
+/* The active pairs of a batch (ops/meact.py, ActivityMemory.active): for example b (memory row ids[b]) the
+ * neurons o with grad_sum[ids[b], o] >= threshold * (its row total), and always the row's largest (the first
+ * one on ties); a row whose total is not > 0 (nothing recorded yet) has every neuron active. Fills offsets
+ * (B + 1), cols and flat (room for B * n each; flat[e] = ids[b] * n + cols[e], the pair's place in the memory);
+ * returns the number of pairs. */
+int64_t meact_plan(const float *grad_sum, const int64_t *ids, int64_t B, int64_t n, float threshold,
+                   int64_t *offsets, int64_t *cols, int64_t *flat) {
+    int64_t e = 0;
+    offsets[0] = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const float *row = grad_sum + ids[b] * n;
+        float total = 0.0f, best = -INFINITY;
+        int64_t arg = 0;
+        for (int64_t o = 0; o < n; o++) {
+            total += row[o];
+            if (row[o] > best) { best = row[o]; arg = o; }
+        }
+        const float cut = threshold * total;
+        const int all = !(total > 0.0f);
+        for (int64_t o = 0; o < n; o++) {
+            if (all || row[o] >= cut || o == arg) {
+                cols[e] = o;
+                flat[e] = ids[b] * n + o;
+                e++;
+            }
+        }
+        offsets[b + 1] = e;
+    }
+    return e;
+}
+
+/* out[b] = last[ids[b]] with the active pairs replaced by a; last[ids[b], cols[e]] = a[e] (this encounter). */
+void meact_merge(float *last, const int64_t *ids, const int64_t *offsets, const int64_t *cols, const float *a,
+                 int64_t B, int64_t n, float *out) {
+    for (int64_t b = 0; b < B; b++) {
+        float *dst = out + b * n, *mem = last + ids[b] * n;
+        memcpy(dst, mem, sizeof(float) * n);
+        for (int64_t e = offsets[b]; e < offsets[b + 1]; e++) {
+            dst[cols[e]] = a[e];
+            mem[cols[e]] = a[e];
+        }
+    }
 }

@@ -92,11 +92,16 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "meprop_adagrad_rows": [p, p, p, p, i64, i64, f32, f32, f32, i32],
         "meprop_select_maps": [p, i64, i64, p, i64, i64, i64, i64, p, p, i32],
         "meprop_conv_grads": [p, p, i64, i64, p, p, *[i64] * 10, p, p, i32],
+        "meact_forward": [p, p, p, p, p, i64, i64, i64, p, i32],
+        "meact_grad_input": [p, p, p, p, i64, i64, i64, p, i32],
+        "meact_grad_weight": [p, p, p, p, i64, i64, i64, p, i32],
+        "meact_plan": [p, p, i64, i64, f32, p, p, p],
+        "meact_merge": [p, p, p, p, p, i64, i64, p],
     }
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)
         fn.argtypes = argtypes
-        fn.restype = i64 if name == "meprop_row_map" else None
+        fn.restype = i64 if name in ("meprop_row_map", "meact_plan") else None
     return lib
 
 
@@ -281,6 +286,106 @@ def conv_grads(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], p
                           _ptr(grad_padded), _threads())
     grad_x = grad_padded[:, ph:ph + height, pw:pw + width].permute(0, 3, 1, 2).contiguous() if need_input else None
     return grad_x, None if grad_w is None else grad_w.permute(0, 3, 1, 2).contiguous()
+
+
+# -- meAct: the active (example, neuron) pairs of a layer, in CSR (offsets (B+1,), cols (E,)) -------------
+
+def pair_rows(offsets: torch.Tensor) -> torch.Tensor:
+    """The example (row) of every pair: (E,)."""
+    counts = offsets[1:] - offsets[:-1]
+    return torch.repeat_interleave(torch.arange(len(counts)), counts)
+
+
+def csr(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offsets (rows + 1,), cols (E,)) of the True entries of a (rows, n) mask; each row's cols ascending."""
+    offsets = torch.zeros(mask.shape[0] + 1, dtype=torch.int64)
+    torch.cumsum(mask.sum(1), 0, out=offsets[1:])
+    return offsets, mask.nonzero()[:, 1].contiguous()
+
+
+def _pairs_dense(offsets: torch.Tensor, cols: torch.Tensor, val: torch.Tensor, n: int) -> torch.Tensor:
+    dense = val.new_zeros(len(offsets) - 1, n)
+    dense[pair_rows(offsets), cols] = val
+    return dense
+
+
+def active_plan(grad_sum: torch.Tensor, ids: torch.Tensor, threshold: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The active pairs of the examples ids (rows of grad_sum), by the threshold rule of ops/meact.py:
+    (offsets, cols, rows, flat), flat = ids[rows] · n + cols (the pairs' places in the memory)."""
+    ids = ids.contiguous()
+    lib = _c(grad_sum, ids)
+    if lib is None or grad_sum.dtype != torch.float32:
+        record = grad_sum.index_select(0, ids)
+        total = record.sum(1, keepdim=True)
+        mask = record >= threshold * total
+        mask.scatter_(1, record.argmax(1, keepdim=True), True)  # never none: the largest stays
+        mask[~(total.squeeze(1) > 0)] = True  # nothing recorded yet: compute all
+        offsets, cols = csr(mask)
+        rows = pair_rows(offsets)
+        return offsets, cols, rows, ids[rows] * grad_sum.shape[1] + cols
+    b, n = len(ids), grad_sum.shape[1]
+    offsets = torch.empty(b + 1, dtype=torch.int64)
+    cols = torch.empty(b * n, dtype=torch.int64)
+    flat = torch.empty(b * n, dtype=torch.int64)
+    e = lib.meact_plan(_ptr(grad_sum), _ptr(ids), b, n, threshold, _ptr(offsets), _ptr(cols), _ptr(flat))
+    return offsets, cols[:e], pair_rows(offsets), flat[:e]
+
+
+def active_merge(last: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor, cols: torch.Tensor,
+                 rows: torch.Tensor, flat: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """The layer's output: each example's row of last with its active pairs replaced by a; last takes a too."""
+    lib = _c(last, ids, offsets, cols, a)
+    if lib is None or last.dtype != torch.float32 or a.dtype != torch.float32:
+        out = last.index_select(0, ids).to(a.dtype)
+        out.view(-1)[rows * last.shape[1] + cols] = a
+        last.view(-1).index_copy_(0, flat, a.detach().to(last.dtype))
+        return out
+    b, n = len(ids), last.shape[1]
+    out = torch.empty(b, n, dtype=a.dtype)
+    lib.meact_merge(_ptr(last), _ptr(ids.contiguous()), _ptr(offsets), _ptr(cols), _ptr(a.detach()), b, n, _ptr(out))
+    return out
+
+
+def active_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, offsets: torch.Tensor,
+                   cols: torch.Tensor) -> torch.Tensor:
+    """x Wᵀ + b at the active pairs only: (E,). The torch twin computes the whole product and reads the
+    pairs from it (the same values, no saving)."""
+    x, weight = x.contiguous(), weight.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    lib = _c(x, weight, offsets, cols, *([] if bias is None else [bias]))
+    if lib is None or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return F.linear(x, weight, bias)[pair_rows(offsets), cols]
+    y = torch.empty(len(cols), dtype=x.dtype)
+    lib.meact_forward(_ptr(x), _ptr(weight), _ptr(bias), _ptr(offsets), _ptr(cols), x.shape[0], x.shape[1],
+                      weight.shape[0], _ptr(y), _threads())
+    return y
+
+
+def active_grad_input(offsets: torch.Tensor, cols: torch.Tensor, val: torch.Tensor, weight: torch.Tensor
+                      ) -> torch.Tensor:
+    """Σ over each example's active pairs of val · W[col]: (B, in_features)."""
+    weight = weight.contiguous()
+    lib = _c(offsets, cols, val, weight)
+    if lib is None or val.dtype != torch.float32 or weight.dtype != torch.float32:
+        return _pairs_dense(offsets, cols, val, weight.shape[0]) @ weight
+    rows, (n, m) = len(offsets) - 1, weight.shape
+    out = torch.empty(rows, m, dtype=weight.dtype)
+    lib.meact_grad_input(_ptr(val), _ptr(offsets), _ptr(cols), _ptr(weight), rows, m, n, _ptr(out), _threads())
+    return out
+
+
+def active_grad_weight(offsets: torch.Tensor, cols: torch.Tensor, val: torch.Tensor, x: torch.Tensor, n: int
+                       ) -> torch.Tensor:
+    """Σ over the pairs of neuron o of val · x[example]: the (n, in_features) weight gradient."""
+    x = x.contiguous()
+    lib = _c(offsets, cols, val, x)
+    if lib is None or val.dtype != torch.float32 or x.dtype != torch.float32:
+        return _pairs_dense(offsets, cols, val, n).t() @ x
+    out = torch.empty(n, x.shape[1], dtype=x.dtype)
+    lib.meact_grad_weight(_ptr(val), _ptr(offsets), _ptr(cols), _ptr(x), x.shape[0], x.shape[1], n, _ptr(out),
+                          _threads())
+    return out
 
 
 # -- row-sparse optimizer updates -----------------------------------------------------------------
