@@ -13,6 +13,7 @@ from omegaconf import MISSING
 
 from meprop_cli.errors import ConfigError
 from meprop_cli.ops import MODES
+from meprop_cli.ops.meact import MEMORY_DTYPES
 
 
 @dataclass
@@ -108,6 +109,14 @@ class MeSimpMethodConfig(MethodConfig):
 
 
 @dataclass
+class MeActMethodConfig(MethodConfig):
+    name: str = "meact"
+    start_epoch: int = 6  # the first epoch whose examples compute only their active neurons (before: the baseline)
+    threshold: float = 0.001  # a neuron is inactive for an example when its share of the example's gradient sum is below
+    memory_dtype: str = "float32"  # of the cached activations: float32 | float16 | bfloat16 (the sums stay float32)
+
+
+@dataclass
 class OptimConfig:
     name: str = "adam"  # adam | adagrad | sgd
     lr: float = 1e-3
@@ -130,6 +139,7 @@ class TrainerConfig:
     checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
     average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
+    track_updates: bool = False  # write the mean |Δw| per parameter per update of each epoch to metrics.jsonl (meAct's figure)
 
 
 @dataclass
@@ -157,6 +167,7 @@ def register_configs() -> None:
     cs.store(group="task", name="base_mnist_cnn", node=MnistCnnTaskConfig)
     cs.store(group="method", name="base_method", node=MethodConfig)
     cs.store(group="method", name="base_mesimp", node=MeSimpMethodConfig)
+    cs.store(group="method", name="base_meact", node=MeActMethodConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)
 
 
@@ -208,5 +219,17 @@ def validate(cfg: Any) -> None:
                               "fewer than 10% of the examples since the last check kept in their top-k")
         if method.prune_checks_per_epoch < 1 or method.cycle_epochs < 1:
             raise ConfigError("method.prune_checks_per_epoch and method.cycle_epochs must be at least 1")
+    if method.name == "meact":
+        if method.start_epoch < 1:
+            raise ConfigError(f"method.start_epoch={method.start_epoch} must be at least 1 (1: meAct from the first "
+                              "epoch; every example's first encounter then computes all neurons)")
+        if not 0.0 <= method.threshold < 1.0:
+            raise ConfigError(f"method.threshold={method.threshold} must be in [0, 1): 0.001 deactivates a neuron "
+                              "holding less than 0.1% of the example's accumulated gradient in its layer")
+        if method.memory_dtype not in MEMORY_DTYPES:
+            raise ConfigError(f"method.memory_dtype={method.memory_dtype} is unknown; use one of "
+                              f"{', '.join(MEMORY_DTYPES)}")
+        if method.mode is not None:
+            raise ConfigError("method=meact trains its active neurons with full gradients: leave method.mode=null")
     if cfg.trainer.progress not in PROGRESS:
         raise ConfigError(f"trainer.progress={cfg.trainer.progress} is unknown; use one of {', '.join(PROGRESS)}")

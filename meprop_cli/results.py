@@ -44,6 +44,11 @@ DECODE = "decode"  # result.json: {test_s, test_s_initial, speedup}, test forwar
 SIZES = "hidden_sizes"  # metrics.jsonl: the sizes at that evaluation; also in every prune check
 PRUNE_CHECKS = "prune_checks"  # metrics.jsonl: the checks since the previous line, each {epoch, step, pruned, hidden_sizes}
 PRUNE_CHECK_COUNT = "prune_check_count"  # result.json (meSimp): checks run
+ACTIVE_FRACTION = "active_fraction"  # metrics.jsonl (meAct): per hidden layer, active (example, neuron) pairs / all
+MEACT_ACTING = "meact_acting"  # metrics.jsonl (meAct): whether the epoch skipped inactive neurons (else: warm-up)
+UPDATE_SIZE = "mean_abs_update"  # metrics.jsonl (trainer.track_updates): mean |Δw| per parameter per update
+UPDATE_SIZE_BY_PARAM = "mean_abs_update_by_param"  # metrics.jsonl: the same per parameter tensor, by name
+MEACT_MEMORY = "meact_memory"  # result.json (meAct): {examples, neurons, dtype, bytes} of the per-example memory
 
 
 def _clean(value: Any) -> Any:

@@ -35,6 +35,7 @@ from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load
 from meprop_cli.optim import build_optimizer
 from meprop_cli.ops import linear_backward_timer
 from meprop_cli.tasks import Task, build_task
+from meprop_cli.updates import UpdateMeter
 
 log = logging.getLogger("meprop")
 
@@ -144,6 +145,7 @@ class Run:
         decay = cfg.trainer.average_decay
         self.average = WeightAverage(self.model, decay) if decay > 0 else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.updates = UpdateMeter() if cfg.trainer.track_updates else None
         self.record.update(self.task.describe())
         if last is not None:
             self.load_last(last)
@@ -206,7 +208,11 @@ class Run:
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
             self.method.on_batch_start(self.task.example_ids(batch))
+            if self.updates is not None:
+                self.updates.snapshot(self.model)
             loss, n = timed_step(self.task, self.model, self.optimizer, batch, times)
+            if self.updates is not None:
+                self.updates.measure()
             steps += 1
             self.step += 1
             started = time.perf_counter()  # the average and the method's step hook count as the update
@@ -234,7 +240,8 @@ class Run:
         self.record["epochs_run"] = epoch
         busy = times["forward_s"] + times["backward_s"] + times["update_s"]
         line = {"step": self.step, "lr": lr, "train_loss": loss_sum / max(examples, 1), "examples": examples,
-                "examples_per_s": examples / busy if busy > 0 else None, "timing": times}
+                "examples_per_s": examples / busy if busy > 0 else None, "timing": times,
+                **(self.updates.epoch_fields() if self.updates is not None else {})}
         with self.scored_weights():
             self.consider(evaluate(self.task, self.model, "dev"), epoch, line)
         self.save_last()

@@ -2,13 +2,14 @@
 
 The methods that only choose how layers back-propagate (full, meProp per example or unified, random-k,
 small hidden, meProp-CNN) are the base Method, set by their config; a method that acts during training
-is a module of its own (mesimp.py) with its typed config in meprop_cli.config.
+is a module of its own (mesimp.py, meact.py) with its typed config in meprop_cli.config.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from meprop_cli.methods.base import ROLES, Change, Method, Step
+from meprop_cli.methods.meact import MeAct
 from meprop_cli.methods.mesimp import MeSimp
 
 METHODS: dict[str, type[Method]] = {
@@ -19,6 +20,7 @@ METHODS: dict[str, type[Method]] = {
     "small": Method,
     "meprop_cnn": Method,
     "mesimp": MeSimp,
+    "meact": MeAct,
 }
 
 

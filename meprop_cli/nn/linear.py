@@ -1,6 +1,7 @@
 """A linear layer whose backward is meProp's (or exact, with sparsity=None), timed the same either way."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -8,6 +9,8 @@ from torch import nn
 
 from meprop_cli.nn.shrink import keep_along
 from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
+from meprop_cli.ops.activations import ACTIVATIONS
+from meprop_cli.ops.meact import ActivityMemory, meact_linear
 
 
 class MePropLinear(nn.Module):
@@ -40,6 +43,10 @@ class MePropLinear(nn.Module):
         return meprop_linear(x, self.weight, self.bias, s.k, s.mode, decay=s.decay, state=self.state,
                              sparse_grad=s.sparse_grad)
 
+    def activated(self, x: torch.Tensor, activation: str) -> torch.Tensor:
+        """activation(self(x)): an MLP's hidden unit (meAct's layer computes the two together)."""
+        return ACTIVATIONS[activation](self(x))
+
     def keep_outputs(self, keep: torch.Tensor) -> None:
         """Remove every output neuron not in keep (ascending indices): its weight row, bias and record."""
         self.weight = keep_along(self.weight, 0, keep)
@@ -57,3 +64,30 @@ class MePropLinear(nn.Module):
         s = self.sparsity
         sparse = "full backprop" if s is None else f"k={s.k}, mode={s.mode}, decay={s.decay}"
         return f"in_features={self.in_features}, out_features={self.out_features}, {sparse}"
+
+
+class MeActLinear(MePropLinear):
+    """A hidden layer with full back propagation whose training examples, once its memory acts, compute
+    only their active neurons (ops/meact.py). Without a memory, or in eval mode, it is MePropLinear(sparsity=None).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, None, bias)
+        self.memory: ActivityMemory | None = None  # attached by the meAct method (methods/meact.py)
+
+    def activated(self, x: torch.Tensor, activation: str) -> torch.Tensor:
+        memory = self.memory
+        if memory is None or not self.training:
+            return super().activated(x, activation)
+        ids = memory.batch_ids(x.shape[0])
+        if memory.acting:
+            return meact_linear(x, self.weight, self.bias, activation, memory)
+        # warm-up: the baseline's own computation, watched (a gradient hook returning None changes nothing)
+        y = self(x)
+        a = ACTIVATIONS[activation](y)
+        if y.requires_grad:
+            y.register_hook(functools.partial(memory.record_dense, ids))
+        memory.remember(ids, a)
+        memory.active_pairs += y.numel()
+        memory.pairs += y.numel()
+        return a

@@ -7,16 +7,11 @@ import torch
 from torch import nn
 
 from meprop_cli.ops import SelectionState
+from meprop_cli.ops.activations import ACTIVATIONS
 
-# make_linear(in_features, out_features, role) -> module, role "hidden" or "output"
+# make_linear(in_features, out_features, role) -> module, role "hidden" or "output"; the hidden ones are
+# MePropLinear (or a subclass): the MLP calls their activated(x, activation)
 LinearFactory = Callable[[int, int, str], nn.Module]
-
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "cube": lambda y: y * y * y,  # Chen & Manning (2014)
-}
 
 
 class MLP(nn.Module):
@@ -28,7 +23,7 @@ class MLP(nn.Module):
         sizes = [in_features, *hidden]
         self.hidden = nn.ModuleList(make_linear(a, b, "hidden") for a, b in zip(sizes, sizes[1:]))
         self.output = make_linear(sizes[-1], out_features, "output")
-        self.activation = ACTIVATIONS[activation]
+        self.activation = activation
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     # -- Shrinkable (nn/shrink.py): one group per hidden layer
@@ -43,7 +38,11 @@ class MLP(nn.Module):
         reader = self.hidden[group + 1] if group + 1 < len(self.hidden) else self.output
         reader.keep_inputs(keep)
 
+    # -- meAct (methods/meact.py): the layers whose examples compute only their active neurons
+    def meact_layers(self) -> list[nn.Module]:
+        return list(self.hidden)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.hidden:
-            x = self.dropout(self.activation(layer(x)))
+            x = self.dropout(layer.activated(x, self.activation))
         return self.output(x)

@@ -26,7 +26,7 @@ def test_pruned_mlp_equals_the_original_with_the_neurons_masked(activation):
     masks = [torch.zeros(6).index_fill_(0, keep[0], 1), torch.zeros(5).index_fill_(0, keep[1], 1)]
     h = x
     for layer, mask in zip(mlp.hidden, masks):  # the masked original
-        h = mlp.activation(layer(h)) * mask
+        h = layer.activated(h, mlp.activation) * mask
     expected = mlp.output(h)
     for group, kept in enumerate(keep):
         mlp.keep_hidden(group, kept)

@@ -114,3 +114,10 @@ def test_mesimp_on_the_cnn_is_one_sentence_naming_the_tasks_that_shrink(make_cfg
     with pytest.raises(ConfigError, match="cannot shrink; use task=mnist_mlp, parse, pos or digits"):
         train(make_cfg([*FAST, "method=mesimp", "topk=8", "trainer.max_epochs=1"]), tmp_path)
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
+
+
+def test_meact_on_the_cnn_is_one_sentence_naming_the_tasks_it_runs_on(make_cfg, tiny_mnist, tmp_path):
+    from meprop_cli.errors import ConfigError
+    with pytest.raises(ConfigError, match="needs a feed-forward network of hidden layers.*use task=mnist_mlp, parse "
+                                          "or digits"):
+        train(make_cfg([*FAST, "method=meact", "trainer.max_epochs=1"]), tmp_path)

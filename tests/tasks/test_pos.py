@@ -177,3 +177,11 @@ def test_mesimp_prunes_both_directions_and_the_pruned_tagger_tags(make_cfg, tiny
     main(["tag", str(tmp_path / "run" / "best.pt"), str(tiny_root / "ud-english-ewt" / "en_ewt-ud-test.conllu"),
           str(tmp_path / "tagged.conllu")])
     assert read_conllu(tmp_path / "tagged.conllu") == read_conllu(tmp_path / "run" / PREDICTIONS_FILE)
+
+
+def test_meact_on_the_bilstm_tagger_is_one_sentence(make_cfg, tiny_root, tmp_path):
+    from meprop_cli.errors import ConfigError
+    cfg = make_cfg([*TINY, f"data_root={tiny_root}", "method=meact", "trainer.max_epochs=1"])
+    with pytest.raises(ConfigError, match="needs a feed-forward network of hidden layers, and the Tagger model of "
+                                          "task=pos has none"):
+        train(cfg, tmp_path / "run")

@@ -33,6 +33,9 @@ class ParserModel(nn.Module):
     def keep_hidden(self, group: int, keep: torch.Tensor) -> None:
         self.mlp.keep_hidden(group, keep)
 
+    def meact_layers(self) -> list[nn.Module]:
+        return self.mlp.meact_layers()
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: (batch, 48) ids → (batch, transitions) scores."""
         words = self.words(feats[:, :N_POSITIONS])

@@ -17,7 +17,7 @@ from torch import nn
 from meprop_cli.data.conllu import Sentence, read_conllu, write_conllu
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
-from meprop_cli.nn.mlp import ACTIVATIONS
+from meprop_cli.ops.activations import ACTIVATIONS
 from meprop_cli.tasks.base import LabeledBatch, Task
 from meprop_cli.tasks.parse.decode import parse
 from meprop_cli.tasks.parse.evaluate import attachment_scores

@@ -168,3 +168,14 @@ def test_real_ewt_oracle_rebuilds_every_projective_dev_tree(real_data):
         assert config.heads == [-1] + heads[1:]
     assert 0 < nonprojective < len(sentences) // 20  # EWT has a few non-projective trees
 
+
+
+def test_meact_parses_with_each_transition_computing_its_active_neurons(tiny_treebank, make_cfg, tmp_path):
+    from meprop_cli import results
+    record = train(make_cfg(tiny_overrides(tiny_treebank, "method=meact", "method.start_epoch=3", "method.threshold=0.01",
+                                           "trainer.max_epochs=5", "method.memory_dtype=float16")), tmp_path / "run")
+    assert record["status"] == "completed" and record[results.MEACT_MEMORY]["examples"] == record["train_size"]
+    assert record[results.MEACT_MEMORY]["bytes"] == record["train_size"] * 128 * (4 + 2)  # float32 sums, float16 cache
+    fractions = [line[results.ACTIVE_FRACTION] for line in results.read_metrics(tmp_path / "run")]
+    assert fractions[:2] == [[1.0, 1.0]] * 2 and all(0 < f < 1 for epoch in fractions[2:] for f in epoch)
+    assert record["test"]["uas"] > 0

@@ -1,0 +1,49 @@
+"""The size of the optimizer's updates: mean |Δw| per parameter per update (meAct's figure plots it per epoch).
+
+For update t, Δw_t = w after the step − w before it, over every parameter of the model (P numbers); the
+epoch's value is (1/T) Σ_t (1/P) Σ_p |Δw_p,t| over its T updates, and the same per parameter tensor.
+The snapshot and the sums run outside the timed phases, so they do not change the measured times.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from meprop_cli import results
+
+
+class UpdateMeter:
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}  # per tensor: Σ_t mean |Δw| of the tensor
+        self.total = 0.0  # Σ_t mean |Δw| over all parameters
+        self.updates = 0
+        self.before: list[torch.Tensor] = []
+        self.named: list[tuple[str, nn.Parameter]] = []
+
+    @torch.no_grad()
+    def snapshot(self, model: nn.Module) -> None:
+        """Before the optimizer step."""
+        self.named = list(model.named_parameters())
+        self.before = [p.detach().clone() for _, p in self.named]
+
+    @torch.no_grad()
+    def measure(self) -> None:
+        """After the optimizer step."""
+        params = [p.detach() for _, p in self.named]
+        changes = torch._foreach_norm(torch._foreach_sub(params, self.before), 1)
+        count = sum(p.numel() for p in params)
+        sizes = [float(c) for c in changes]
+        for (name, p), size in zip(self.named, sizes):
+            self.sums[name] = self.sums.get(name, 0.0) + size / p.numel()
+        self.total += sum(sizes) / count
+        self.updates += 1
+        self.before = []
+
+    def epoch_fields(self) -> dict:
+        """The epoch's means for metrics.jsonl; starts the next epoch's."""
+        if not self.updates:
+            return {}
+        fields = {results.UPDATE_SIZE: self.total / self.updates,
+                  results.UPDATE_SIZE_BY_PARAM: {name: s / self.updates for name, s in self.sums.items()}}
+        self.sums, self.total, self.updates = {}, 0.0, 0
+        return fields
