@@ -8,8 +8,9 @@ Kinds:
     mesimp   hidden sizes over training, one line per group of hidden neurons per run that changed size: the
              sizes after each prune check (metrics.jsonl results.PRUNE_CHECKS, each check's step / updates
              per epoch), else at each evaluation (results.SIZES); the tested model's step is marked
-    meact    dev score, active fraction and update magnitude over training (metrics.jsonl keys
-             "active_fraction" and "update_magnitude"; "mean_abs_update" is read as the latter)
+    meact    dev score, mean |update| per parameter (results.UPDATE_SIZE, trainer.track_updates) and the active
+             fraction of each hidden layer (results.ACTIVE_FRACTION) over epochs, meAct against the baseline;
+             a dotted line marks the first epoch that skipped inactive neurons (results.MEACT_ACTING)
 One panel per task and optimizer. Points are the mean over seeds, with the std as error bars.
 """
 from __future__ import annotations
@@ -31,8 +32,6 @@ from meprop_cli.table.kinds import sizes  # noqa: E402
 
 KINDS = ("ratio", "random", "small", "curves", "mesimp", "meact")
 RATIO_METHODS = {"ratio": ("meprop", "meprop_unified"), "random": ("meprop", "random"), "small": ("meprop", "small")}
-ACTIVE_KEYS = ("active_fraction",)
-UPDATE_KEYS = ("update_magnitude", "mean_abs_update")
 
 
 def panels(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -229,22 +228,37 @@ def plot_mesimp(runs: list[results.RunFolder], out: Path) -> None:
 
 def plot_meact(runs: list[results.RunFolder], out: Path) -> None:
     lines = epoch_lines(runs)
-    has = {name: any(k in lines for k in keys) for name, keys in (("active", ACTIVE_KEYS), ("update", UPDATE_KEYS))}
+    if "train_loss" in lines:  # epoch ends only
+        lines = lines[lines["train_loss"].notna()]
+    has = {key: key in lines and lines[key].notna().any() for key in (results.UPDATE_SIZE, results.ACTIVE_FRACTION)}
     if lines.empty or not any(has.values()):
-        raise UserError(f"the 'meact' plot needs metrics.jsonl lines with {' or '.join(ACTIVE_KEYS + UPDATE_KEYS)}; "
-                        f"no run under the paths has them")
-    series = [("dev_score", f"dev {lines['metric'].dropna().iloc[0]} (%)")]
-    if has["active"]:
-        series.append((next(k for k in ACTIVE_KEYS if k in lines), "active fraction of neurons"))
-    if has["update"]:
-        series.append((next(k for k in UPDATE_KEYS if k in lines), "mean absolute update per parameter"))
-    fig, axes = panels(len(series))
-    for ax, (column, ylabel) in zip(axes, series):
-        for _, group in sorted(lines.groupby("setting"), key=lambda item: sort_key(item[1].iloc[0]["row"])):
-            values = group.dropna(subset=[column]).groupby("epoch")[column].mean()
-            if not values.empty:
-                ax.plot(values.index, values.values, marker=".", label=setting_label(group.iloc[0]["row"]))
-        ax.set(xlabel="epoch", ylabel=ylabel)
+        raise UserError(f"the 'meact' plot needs metrics.jsonl lines with {results.UPDATE_SIZE} (trainer.track_updates"
+                        f"=true) or {results.ACTIVE_FRACTION} (method=meact); no run under the paths has them")
+    panels_drawn = [("dev_score", f"dev {lines['metric'].dropna().iloc[0]} (%)")]
+    panels_drawn += [(key, label) for key, label in ((results.UPDATE_SIZE, "mean |update| per parameter"),
+                                                     (results.ACTIVE_FRACTION, "active fraction of neurons"))
+                     if has[key]]
+    settings = sorted(lines.groupby("setting"), key=lambda item: sort_key(item[1].iloc[0]["row"]))
+    fig, axes = panels(len(panels_drawn))
+    for ax, (column, ylabel) in zip(axes, panels_drawn):
+        for _, group in settings:
+            label = setting_label(group.iloc[0]["row"])
+            shown = group.dropna(subset=[column])
+            if shown.empty:
+                continue
+            if column == results.ACTIVE_FRACTION:  # one line per hidden layer
+                per_layer = pd.DataFrame(shown[column].tolist(), index=shown["epoch"]).groupby(level=0).mean()
+                for layer in per_layer:
+                    ax.plot(per_layer.index, per_layer[layer], marker=".", label=f"{label} layer {layer + 1}")
+            else:
+                values = shown.groupby("epoch")[column].mean()
+                line, = ax.plot(values.index, values.values, marker=".", label=label)
+                if results.MEACT_ACTING in group and group[results.MEACT_ACTING].fillna(False).astype(bool).any():
+                    first = group[group[results.MEACT_ACTING].fillna(False).astype(bool)]["epoch"].min()
+                    ax.axvline(first - 0.5, linestyle=":", color=line.get_color(), alpha=0.7)
+        ax.set(xlabel="epoch (dotted: meAct starts)", ylabel=ylabel)
+        if column == results.UPDATE_SIZE:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     save(fig, out)

@@ -71,8 +71,9 @@ def test_mesimp_and_meact_figures_read_their_metrics_keys(tmp_path):
     write_run(tmp_path, "base", method="baseline",  # constant sizes: not drawn
               metrics=[dict(line, **{results.SIZES: [500, 500]}) for line in curve([0.97, 0.98])])
     write_run(tmp_path, "act", method="meact", k=None,
-              metrics=[dict(line, active_fraction=f, update_magnitude=u) for line, f, u in
-                       zip(curve([0.97, 0.98]), (1.0, 0.3), (1e-3, 2e-4))])
+              metrics=[dict(line, **{results.ACTIVE_FRACTION: f, results.UPDATE_SIZE: u, results.MEACT_ACTING: a})
+                       for line, f, u, a in zip(curve([0.97, 0.98]), ([1.0, 1.0], [0.3, 0.4]), (1e-3, 2e-4),
+                                                (False, True))])
     for kind in ("mesimp", "meact"):
         out = tmp_path / f"{kind}.png"
         plot.make_plot([tmp_path], kind, out)
@@ -126,7 +127,7 @@ def test_a_figure_without_its_data_is_a_user_error_naming_what_is_missing(tmp_pa
               drop=(results.HIDDEN_INITIAL,))
     with pytest.raises(UserError, match="hidden sizes"):
         plot.make_plot([tmp_path], "mesimp", tmp_path / "x.png")
-    with pytest.raises(UserError, match="active_fraction"):
+    with pytest.raises(UserError, match="mean_abs_update .trainer.track_updates=true. or active_fraction"):
         plot.make_plot([tmp_path], "meact", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
@@ -136,3 +137,24 @@ def test_evaluations_within_an_epoch_sit_at_their_fraction_of_it():
                {"epoch": 2, "step": 300, results.SIZES: [300]}]
     assert [plot.position(line, metrics) for line in metrics] == [0.25, 1.0, 1.5]
     assert plot.position({"epoch": 3}, []) == 3.0
+
+
+def test_meact_figure_draws_each_layer_and_marks_where_meact_starts(tmp_path, monkeypatch):
+    write_run(tmp_path, "base", method="baseline",
+              metrics=[dict(line, **{results.UPDATE_SIZE: u}) for line, u in zip(curve([0.97, 0.98, 0.98]),
+                                                                                 (3e-4, 2e-4, 2e-4))])
+    write_run(tmp_path, "act", method="meact", k=None,
+              metrics=[dict(line, **{results.ACTIVE_FRACTION: f, results.UPDATE_SIZE: u, results.MEACT_ACTING: a})
+                       for line, f, u, a in zip(curve([0.97, 0.98, 0.99]), ([1.0, 1.0], [0.3, 0.4], [0.2, 0.3]),
+                                                (3e-4, 5e-5, 3e-5), (False, True, True))])
+    drawn, marks = [], []
+    original_plot, original_axvline = plot.plt.Axes.plot, plot.plt.Axes.axvline
+    monkeypatch.setattr(plot.plt.Axes, "plot", lambda ax, xs, ys, **kw: drawn.append(
+        (kw.get("label"), list(xs), list(ys))) or original_plot(ax, xs, ys, **kw))
+    monkeypatch.setattr(plot.plt.Axes, "axvline", lambda ax, x, **kw: marks.append(x) or original_axvline(ax, x, **kw))
+    plot.make_plot([tmp_path], "meact", tmp_path / "meact.png")
+    layers = [(label, ys) for label, _, ys in drawn if label and "layer" in label]
+    assert [ys for _, ys in layers] == [[1.0, 0.3, 0.2], [1.0, 0.4, 0.3]]
+    updates = [ys for label, _, ys in drawn if ys and max(ys) < 1e-2 and not (label and "layer" in label)]
+    assert sorted(updates) == sorted([[3e-4, 2e-4, 2e-4], [3e-4, 5e-5, 3e-5]])
+    assert set(marks) == {1.5}  # the meAct run's first acting epoch is 2 (dev and update panels)
