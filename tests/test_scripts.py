@@ -53,3 +53,24 @@ def test_gradient_nonzeros_reports_each_hidden_layer_against_k(make_cfg, tmp_pat
     assert len(lines) == 2 and all("examples with fewer than k=90" in line for line in lines)
     # ReLU zeroes part of each example's gradient: fewer than 100 of the (at most) 100 entries are nonzero
     assert all(float(line.split("per example ")[1].split(",")[0]) < 100 for line in lines)
+
+
+def test_meact_drift_compares_cached_and_fresh_activations_of_a_meact_run(make_cfg, tmp_path, capsys):
+    from conftest import load_script
+    from meprop_cli.train import train
+    train(make_cfg(["method=meact", "method.start_epoch=2", "method.threshold=0.01", "trainer.max_epochs=2",
+                    "trainer.progress=none"]), tmp_path)
+    load_script("meact_drift").main([str(tmp_path), "--batches", "3"])
+    out = capsys.readouterr().out
+    layers = [line for line in out.splitlines() if line.startswith("layer")]
+    assert len(layers) == 2 and all("active fraction 0." in line and "mean |fresh - cached|" in line for line in layers)
+    assert "normal forward (as dev/test): train loss" in out and "meAct forward (cached inactive): train loss" in out
+    assert "30 training examples" in out
+
+
+def test_meact_drift_refuses_a_run_of_another_method(make_cfg, tmp_path):
+    from conftest import load_script
+    from meprop_cli.train import train
+    train(make_cfg(["trainer.max_epochs=1", "trainer.progress=none", "trainer.max_steps_per_epoch=2"]), tmp_path)
+    with pytest.raises(SystemExit, match="method=baseline run; this script reads meAct runs"):
+        load_script("meact_drift").main([str(tmp_path)])
