@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1000,
+                        help="order of the batches; not the run's seed: the examples that came first in its first "
+                             "epoch, seen while the network was untrained, have larger active sets")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     run = load_run(args.run_dir)
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     stats = [dict(active=0, pairs=0, cached=0.0, drift=0.0, nonzero=0, fresh_active=0.0) for _ in mlp.hidden]
     totals = {"fresh": [0.0, 0], "meact": [0.0, 0]}  # loss sum, correct
     examples = 0
-    for seed, batch in zip(range(args.batches), run.task.train_batches(torch.Generator().manual_seed(1))):
+    for seed, batch in zip(range(args.batches), run.task.train_batches(torch.Generator().manual_seed(args.seed))):
         inputs.clear()
         fresh_logits = model(batch.inputs)
         x_fresh = x_meact = inputs[0]
