@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from meprop_cli import results
-from meprop_cli.errors import ConfigError
+from meprop_cli.errors import ConfigError, UserError
 from meprop_cli.methods.base import Change, Method
 from meprop_cli.nn.linear import MeActLinear
 from meprop_cli.ops.meact import MEMORY_DTYPES, ActivityMemory
@@ -66,7 +66,11 @@ class MeAct(Method):
             layer.memory = memory
         if self.saved is not None:
             for memory, state in zip(self.memories, self.saved):
-                memory.load_state_dict(state)
+                try:
+                    memory.load_state_dict(state)
+                except ValueError as e:
+                    raise UserError(f"last.pt cannot continue this run: its {e} (examples × neurons); resume "
+                                    "with the data and task.hidden it was trained with")
             self.saved = None
 
     def on_epoch_start(self, epoch: int) -> Change | None:

@@ -98,10 +98,10 @@ class MeActLinearFunction(torch.autograd.Function):
     """a = f(x Wᵀ + b) at the active pairs; the example's last activation everywhere else."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, offsets, cols, rows, flat, activation, memory):
+    def forward(ctx, x, weight, bias, ids, offsets, cols, rows, flat, activation, memory):
         y = native.active_forward(x, weight, bias, offsets, cols)
         a = ACTIVATIONS[activation](y)
-        out = native.active_merge(memory.last, memory.ids, offsets, cols, rows, flat, a)
+        out = native.active_merge(memory.last, ids, offsets, cols, rows, flat, a)
         ctx.save_for_backward(x, weight, offsets, cols, flat, rows, slope(activation, y, a))
         ctx.memory, ctx.has_bias = memory, bias is not None
         return out
@@ -118,7 +118,7 @@ class MeActLinearFunction(torch.autograd.Function):
         grad_w = native.active_grad_weight(offsets, cols, g, x, n) if need_w else None
         grad_b = native.grad_bias(cols, g, n) if need_b and ctx.has_bias else None
         linear_backward_timer.add_since(start)
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
 
 
 def meact_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str,
@@ -129,4 +129,4 @@ def meact_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     offsets, cols, rows, flat = memory.plan(ids)
     memory.active_pairs += len(cols)
     memory.pairs += x.shape[0] * memory.neurons
-    return MeActLinearFunction.apply(x, weight, bias, offsets, cols, rows, flat, activation, memory)
+    return MeActLinearFunction.apply(x, weight, bias, ids, offsets, cols, rows, flat, activation, memory)
