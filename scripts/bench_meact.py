@@ -75,7 +75,7 @@ def bench(settings, fractions: list[float], reps: int, calls: int) -> None:
             for rep in range(reps + 1):  # the first is the warm-up
                 meact.memory.ids = torch.randperm(examples, generator=generator)[:batch]
                 for label, layer in (("full", full), ("meact", meact)):
-                    ms = median_ms(layer, x, activation, upstream, calls)
+                    ms = median_ms(layer, x, activation, upstream, max(1, calls * 10 // batch))
                     if rep:
                         timings[label].append(ms)
             done, pairs = meact.memory.reset_counts()
@@ -87,9 +87,10 @@ def bench(settings, fractions: list[float], reps: int, calls: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fractions", nargs="*", type=float, default=[1.0, 0.6, 0.3, 0.2, 0.1, 0.05])
+    parser.add_argument("--fractions", nargs="*", type=float, default=[1.0, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05])
     parser.add_argument("--reps", type=int, default=7, help="repetitions (medians); the warm-up is extra")
-    parser.add_argument("--calls", type=int, default=50, help="layer calls per repetition")
+    parser.add_argument("--calls", type=int, default=50,
+                        help="layer calls per repetition at batch 10 (fewer at larger batches: 50 · 10 / batch)")
     parser.add_argument("--threads", type=int, default=1, help="torch (and kernel) threads")
     parser.add_argument("--kernels", choices=["auto", "torch"], default="auto",
                         help="torch: measure the pure-torch twins (they compute the full product: no saving)")
