@@ -3,7 +3,8 @@
 # |update| per parameter per iteration and each hidden layer's active fraction over 20 epochs, meAct against the
 # baseline. MNIST-MLP 784-500-500-10, Adam, batch 10, the same seed: the lines coincide until meAct starts
 # (method.start_epoch, default 6). Extra meAct options via MEACT_ARGS (e.g. "method.threshold=0.002").
-# Expected wall time on a 2-core CPU, 1 thread: about 25 min with one seed (two runs of 11-13 min); --quick: about 1 min.
+# Expected wall time on a 2-core CPU, 1 thread: about 35 min with one seed (each run took 16-17 min on 2026-12-02,
+# with another job on the second core; they run one after the other); --quick: about 20 s.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
 MEACT_QUICK=()
