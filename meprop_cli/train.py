@@ -91,6 +91,30 @@ def read_hidden_from(run_dir: str) -> list[int]:
     return sizes
 
 
+# What a resumed run may set differently from the run it continues: how long, how fast, how it reports,
+# and where the data is. Anything else would mix two settings in one result.
+RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.threads", "trainer.progress", "trainer.log_every_steps",
+                     "trainer.resume", "data_root")
+
+
+def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved config as {"dotted.key": value} (lists are values)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flat_config(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings of `now` that differ from `saved` (both resolved containers) and may not change on resume.
+    Keys only one side has (an option added or removed since the run was saved) are not compared."""
+    before, after = flat_config(saved), flat_config(now)
+    return [f"{key}={after[key]} (the run: {before[key]})" for key in sorted(set(before) & set(after))
+            if before[key] != after[key] and not key.startswith(RESUME_MAY_CHANGE)]
+
+
 def use_progress_bar(setting: str) -> bool:
     return setting == "bar" or (setting == "auto" and sys.stderr.isatty())
 
@@ -128,6 +152,13 @@ class Run:
         self.record.update(hidden=self.method.hidden, k=self.method.k, k_output=self.method.k_output)
         sizes_wanted = read_hidden_from(cfg.hidden_from) if cfg.hidden_from else None
         last = self.read_last() if cfg.trainer.resume else None
+        if last is not None:
+            changed = config_changes(last["config"], OmegaConf.to_container(cfg, resolve=True))
+            if changed:
+                raise UserError(f"trainer.resume=true continues {self.run_dir} with its own settings, and this "
+                                f"command changes {', '.join(changed)}; drop those overrides (only "
+                                f"{', '.join(RESUME_MAY_CHANGE[:-2])} and data_root may change) or train into a "
+                                "new folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / results.CONFIG_FILE, resolve=True)
         self.task.load()

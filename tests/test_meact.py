@@ -94,10 +94,13 @@ def test_bad_meact_settings_are_one_sentence(make_cfg, tmp_path, args, message):
         train(make_cfg([*MEACT, "trainer.max_epochs=1", *args]), tmp_path / "run")
 
 
-def test_resuming_with_a_memory_of_another_size_is_one_sentence(make_cfg, tmp_path):
+def test_a_saved_memory_of_another_size_is_one_sentence(make_cfg, tmp_path):
     from meprop_cli.errors import UserError
-    args = [*MEACT, "trainer.max_epochs=1", "trainer.max_steps_per_epoch=2"]
-    train(make_cfg(args), tmp_path)
-    with pytest.raises(UserError, match=r"last.pt cannot continue this run: its meAct memory of shape \(1197, 100\) "
-                                        r"does not fit \(1297, 100\)"):  # 100 images moved from dev to train
-        train(make_cfg([*args, "trainer.max_epochs=2", "trainer.resume=true", "task.dev_size=200"]), tmp_path)
+    from meprop_cli.ops.meact import ActivityMemory
+    run = Run(make_cfg([*MEACT, "trainer.max_epochs=1"]), tmp_path)
+    run.setup()
+    method = run.method
+    method.load_state_dict({"memories": [ActivityMemory(1297, 100, 0.01).state_dict()] * 2, "acting_epochs": []})
+    with pytest.raises(UserError, match=r"last.pt cannot continue this run: its meAct memory of shape \(1297, 100\) "
+                                        r"does not fit \(1197, 100\)"):
+        method.bind(run.model, run.task)

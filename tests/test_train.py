@@ -1,11 +1,13 @@
 """The trainer, called in process on the bundled digits: result contract, best-dev protocol, resume."""
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from meprop_cli import results
+from meprop_cli.errors import UserError
 from meprop_cli.train import Run, train
 
 
@@ -148,7 +150,7 @@ def test_resuming_a_run_without_averaging_with_averaging_is_a_clear_error(make_c
     monkeypatch.setattr(Run, "train_epoch", interrupted_in_epoch(2, Run.train_epoch))
     train(make_cfg(["trainer.max_epochs=2", "trainer.progress=none"]), tmp_path)
     monkeypatch.undo()
-    with pytest.raises(UserError, match="resume it with trainer.average_decay=0"):
+    with pytest.raises(UserError, match=r"changes trainer.average_decay=0.9 \(the run: 0.0\)"):
         train(make_cfg(["trainer.max_epochs=2", "trainer.progress=none", "trainer.resume=true",
                         "trainer.average_decay=0.9"]), tmp_path)
 
@@ -158,3 +160,27 @@ def test_average_decay_outside_0_1_is_a_config_error(make_cfg, tmp_path):
 
     with pytest.raises(ConfigError, match="trainer.average_decay=1.0 must be in"):
         train(make_cfg(["trainer.average_decay=1"]), tmp_path)
+
+
+@pytest.mark.parametrize("changed, named", [
+    (["topk=10"], "topk=10 (the run: 20)"),
+    (["task.hidden=[80,80]"], "task.hidden=[80, 80] (the run: [100, 100])"),
+    (["method=baseline", "topk=20"], "method.mode=None (the run: topk)"),
+])
+def test_resume_refuses_settings_other_than_the_runs_naming_them(make_cfg, tmp_path, changed, named):
+    args = ["method=meprop", "topk=20", "trainer.max_epochs=1", "trainer.progress=none", "trainer.max_steps_per_epoch=3"]
+    train(make_cfg(args), tmp_path)
+    saved = (tmp_path / "config.yaml").read_text()
+    with pytest.raises(UserError, match="trainer.resume=true continues .* with its own settings, and this command "
+                                        "changes .*" + re.escape(named)):
+        train(make_cfg([*[a for a in args if a.split("=")[0] not in {c.split("=")[0] for c in changed}], *changed,
+                        "trainer.resume=true"]), tmp_path)
+    assert (tmp_path / "config.yaml").read_text() == saved  # nothing of the run was touched
+
+
+def test_resume_may_change_length_threads_progress_and_data_root(make_cfg, tmp_path):
+    args = ["trainer.progress=none", "trainer.max_steps_per_epoch=3"]
+    train(make_cfg([*args, "trainer.max_epochs=1"]), tmp_path)
+    resumed = train(make_cfg([*args, "trainer.max_epochs=2", "trainer.threads=1", "trainer.progress=log",
+                              "trainer.log_every_steps=7", "trainer.resume=true"]), tmp_path)
+    assert resumed["status"] == "completed" and resumed["epochs_run"] == 2
