@@ -23,6 +23,9 @@ def config_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
 
 
+INTERRUPTED_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+
+
 def fail(message: str, code: int = 2) -> None:
     print(f"meprop: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -34,6 +37,7 @@ def train_command(argv: list[str]) -> None:
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
+    from meprop_cli import results
     from meprop_cli.config import register_configs
     from meprop_cli.errors import UserError
     from meprop_cli.train import train
@@ -57,6 +61,10 @@ def train_command(argv: list[str]) -> None:
         score = record["test"].get(metric) if metric else None
         print(f"{record['status']}: {record['task']} {record['method']} best epoch {record['best_epoch']} "
               f"dev {record['dev']} test {record['test']} -> {run_dir}")
+        signal_name = record.get(results.INTERRUPTED_BY)
+        if signal_name:  # the result is written; the shell (and a scheduler) must still see the interruption
+            print(f"meprop: {record['error']}", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT[signal_name])  # in a sweep this also stops the jobs still to run
         return score
 
     sys.argv = ["meprop train", *argv]

@@ -139,6 +139,7 @@ class TrainerConfig:
     checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
     average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
+    max_loss: Optional[float] = 1000.0  # stop as failed when a batch's loss exceeds this or is not finite (null: only the latter)
     track_updates: bool = False  # write the mean |Δw| per parameter per update of each epoch to metrics.jsonl (meAct's figure)
 
 
@@ -219,6 +220,9 @@ def validate(cfg: Any) -> None:
                               "fewer than 10% of the examples since the last check kept in their top-k")
         if method.prune_checks_per_epoch < 1 or method.cycle_epochs < 1:
             raise ConfigError("method.prune_checks_per_epoch and method.cycle_epochs must be at least 1")
+    if cfg.trainer.max_loss is not None and not cfg.trainer.max_loss > 0:
+        raise ConfigError(f"trainer.max_loss={cfg.trainer.max_loss} must be positive (or null: stop only on a "
+                          "loss that is not finite)")
     if method.name == "meact":
         if method.start_epoch < 1:
             raise ConfigError(f"method.start_epoch={method.start_epoch} must be at least 1 (1: meAct from the first "

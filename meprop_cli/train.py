@@ -115,6 +115,10 @@ def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
             if before[key] != after[key] and not key.startswith(RESUME_MAY_CHANGE)]
 
 
+class Diverged(Exception):
+    """A training batch's loss was not finite, or above trainer.max_loss."""
+
+
 def use_progress_bar(setting: str) -> bool:
     return setting == "bar" or (setting == "auto" and sys.stderr.isatty())
 
@@ -206,9 +210,13 @@ class Run:
             for epoch in range(self.epoch + 1, self.cfg.trainer.max_epochs + 1):
                 self.train_epoch(epoch)
             self.finish(error=None)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            self.record[results.INTERRUPTED_BY] = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
             self.finish(error=f"interrupted during epoch {self.epoch + 1}; dev and test are those of the best "
                               f"epoch so far; resume with trainer.resume=true hydra.run.dir={self.run_dir}")
+        except Diverged as e:  # scored like an interruption (the best epoch so far), then reported as bad input
+            self.finish(error=str(e))
+            raise UserError(str(e)) from None
         except UserError as e:
             self.record["error"] = str(e)
             self.write()
@@ -252,7 +260,12 @@ class Run:
             self.apply(self.method.on_step_end(Step(epoch, steps, steps_in_epoch, self.step)))
             times["update_s"] += time.perf_counter() - started
             examples += n
-            loss_sum += loss.item() * n
+            value = loss.item()
+            if not math.isfinite(value) or (cfg.max_loss is not None and value > cfg.max_loss):
+                raise Diverged(f"training diverged at epoch {epoch}, step {self.step}: the batch loss is {value:.4g} "
+                               f"(trainer.max_loss={cfg.max_loss}); lower optim.lr (now {self.cfg.optim.lr}) or raise "
+                               f"trainer.max_loss; dev and test are those of the best epoch before it, if one was scored")
+            loss_sum += value * n
             if bar is not None and steps % 50 == 0:
                 bar.set_postfix(loss=f"{loss_sum / examples:.4f}")
             elif cfg.progress != "none" and bar is None and steps % cfg.log_every_steps == 0:
@@ -430,6 +443,10 @@ class Run:
         log.info("resumed from %s after epoch %d", path, self.epoch)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it ends as a Ctrl-C does (and the CLI exits 143, not 130)."""
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (kill, a scheduler's time limit) like Ctrl-C, so the run still scores test and writes its result."""
@@ -438,7 +455,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

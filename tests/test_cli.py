@@ -1,6 +1,7 @@
 """`meprop` end to end in subprocesses, as a user runs it from any working directory."""
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -82,8 +83,60 @@ def test_a_killed_run_still_scores_test_and_writes_its_result(tmp_path):
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "interrupted during epoch" in stderr  # a scheduler sees the kill
     record = json.loads((run_dir / "result.json").read_text())
+    assert record["interrupted_by"] == "SIGTERM"
     assert record["status"] == "failed" and "interrupted during epoch" in record["error"]
     assert record["epochs_run"] >= 2 and record["test"]["accuracy"] > 0.5  # test at the best epoch so far
     assert "resume with trainer.resume=true" in record["error"]
+
+
+def started_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """`meprop train` on digits in a subprocess, returned once it has written two metrics lines."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "meprop_cli", "train", "trainer.max_epochs=1000",
+                             "trainer.progress=none", "trainer.threads=1", f"hydra.run.dir={run_dir}", *extra],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc, run_dir
+
+
+def test_ctrl_c_writes_the_result_and_exits_130(tmp_path):
+    proc, run_dir = started_run(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted during epoch" in stderr
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "failed" and record["interrupted_by"] == "SIGINT" and record["test"]["accuracy"] > 0.5
+
+
+def test_sigterm_stops_a_sweep_after_the_running_job_wrote_its_result(tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "meprop_cli", "train", "-m", "seed=1,2,3", "trainer.max_epochs=1000",
+                             "trainer.progress=none", "trainer.threads=1", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+
+    def jobs() -> list[Path]:  # job folders are named N_OVERRIDES
+        return sorted(p for p in sweep.glob("*") if p.is_dir() and p.name[0].isdigit())
+
+    while not (jobs() and (jobs()[0] / "metrics.jsonl").exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert [job.name[0] for job in jobs()] == ["0"]  # the rest of the sweep did not start
+    assert json.loads((jobs()[0] / "result.json").read_text())["interrupted_by"] == "SIGTERM"
+
+
+def test_a_diverging_run_is_one_line_and_exit_2(tmp_path):
+    proc = run_meprop(["train", "optim=sgd", "optim.lr=1e6", "trainer.max_epochs=2", "trainer.progress=none",
+                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("meprop: error: training diverged at epoch 1, step ")
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"

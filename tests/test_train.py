@@ -184,3 +184,24 @@ def test_resume_may_change_length_threads_progress_and_data_root(make_cfg, tmp_p
     resumed = train(make_cfg([*args, "trainer.max_epochs=2", "trainer.threads=1", "trainer.progress=log",
                               "trainer.log_every_steps=7", "trainer.resume=true"]), tmp_path)
     assert resumed["status"] == "completed" and resumed["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("args, loss", [
+    (["optim=sgd", "optim.lr=1e6"], "(nan|inf|[0-9.e+]+)"),  # explodes to a huge loss or NaN
+    (["optim.lr=1e6"], "[0-9.e+]+"),  # Adam at lr 1e6: finite but far above trainer.max_loss
+])
+def test_a_diverging_run_stops_as_failed_with_its_step_and_loss(make_cfg, tmp_path, args, loss):
+    with pytest.raises(UserError, match=rf"training diverged at epoch \d+, step \d+: the batch loss is {loss} "
+                                        r"\(trainer.max_loss=1000.0\); lower optim.lr \(now 1000000.0\)"):
+        train(make_cfg([*args, "trainer.max_epochs=3", "trainer.progress=none"]), tmp_path)
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("training diverged at epoch")
+
+
+def test_a_loss_above_max_loss_stops_only_when_the_bound_is_set(make_cfg, tmp_path):
+    cfg = ["trainer.max_epochs=1", "trainer.progress=none", "trainer.max_steps_per_epoch=5"]
+    with pytest.raises(UserError, match=r"step 1: the batch loss is 2\.\d+ "):  # about log(10) at the start, above 1
+        train(make_cfg([*cfg, "trainer.max_loss=1"]), tmp_path / "bounded")
+    assert train(make_cfg([*cfg, "trainer.max_loss=null"]), tmp_path / "free")["status"] == "completed"
+    with pytest.raises(UserError, match="trainer.max_loss=0.0 must be positive"):
+        train(make_cfg([*cfg, "trainer.max_loss=0"]), tmp_path / "zero")
