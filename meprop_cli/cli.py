@@ -35,12 +35,12 @@ def train_command(argv: list[str]) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
     from meprop_cli import results
     from meprop_cli.config import register_configs
     from meprop_cli.errors import UserError
-    from meprop_cli.train import train
+    from meprop_cli.train import config_changes, holds_run, train
 
     register_configs()
     failed: list[str] = []
@@ -49,6 +49,18 @@ def train_command(argv: list[str]) -> None:
     def app(cfg: DictConfig) -> float | None:
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.trainer.resume and holds_run(run_dir):
+            # a sweep run again into its folder: a job that completed with these settings is kept; one that was
+            # interrupted, or is asked for more epochs, continues from its checkpoint; anything else is refused
+            # by train() below
+            previous = results.load_run(run_dir)
+            same = previous.config and not config_changes(previous.config, OmegaConf.to_container(cfg, resolve=True))
+            if same and previous.status == "completed" and previous.result.get("epochs_run", 0) >= cfg.trainer.max_epochs:
+                print(f"skipped (completed before): {run_dir}")
+                metric = next(iter(previous.result.get("test") or {}), None)
+                return previous.result["test"].get(metric) if metric else None
+            if same and (run_dir / results.LAST_CHECKPOINT).is_file():
+                cfg.trainer.resume = True
         try:
             record = train(cfg, run_dir)
         except UserError as e:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -464,7 +466,40 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+RUN_FILES = (results.RESULT_FILE, results.METRICS_FILE, results.LAST_CHECKPOINT, results.BEST_CHECKPOINT)
+LOCK_FILE = ".meprop.lock"
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether a run has written into this folder (Hydra's own .hydra/ and log do not count)."""
+    return any((Path(run_dir) / name).exists() for name in RUN_FILES)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the folder for this process: a second run into it at the same time is refused, not merged."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{run_dir} is in use by another meprop run; wait for it to end or choose another "
+                        "hydra.run.dir") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train as cfg says, writing the run folder; returns the result record (also in result.json)."""
-    with sigterm_as_interrupt():
+    """Train as cfg says, writing the run folder; returns the result record (also in result.json).
+
+    A folder that already holds a run is never written over: continue it with trainer.resume=true."""
+    run_dir = Path(run_dir)
+    with sigterm_as_interrupt(), run_lock(run_dir):
+        if not cfg.trainer.resume and holds_run(run_dir):
+            raise UserError(f"{run_dir} already holds a run ({', '.join(n for n in RUN_FILES if (run_dir / n).exists())}); "
+                            "continue it with trainer.resume=true, or choose a new hydra.run.dir")
         return Run(cfg, run_dir).fit()

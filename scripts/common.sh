@@ -7,6 +7,8 @@
 #   env THREADS torch threads per run (default 1: the timings of the papers' single-core comparisons)
 #   env MEPROP_DATA  the data root (mnist/, ud-english-ewt/)
 # A sweep that finished is reused (marker $OUT/sweeps/NAME/.finished): delete its folder to run it again.
+# A sweep that did not finish runs again into its folder: its completed jobs are kept, and a job that was
+# interrupted (these scripts keep no checkpoint) is refused and listed as failed: delete that job's folder.
 set -euo pipefail
 
 MEPROP="${MEPROP:-meprop}"

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO, run_meprop
 
 
@@ -35,8 +37,9 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
                        "trainer.max_steps_per_epoch=5", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     folders = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    # Folder names say what the job changed; smoke-run switches (steps per epoch) are left out.
-    assert folders == [f"{i}_method={m},topk={k},trainer.max_epochs=1"
+    # Folder names say what the job changed; smoke-run switches (steps per epoch) and the length are left out,
+    # so that a sweep run again with more epochs continues in the same folders.
+    assert folders == [f"{i}_method={m},topk={k}"
                        for i, (m, k) in enumerate([("meprop", 5), ("meprop", 10), ("random", 5), ("random", 10)])]
     ks = sorted(json.loads((sweep / f / "result.json").read_text())["k"] for f in folders)
     assert ks == [5, 5, 10, 10]
@@ -140,3 +143,47 @@ def test_a_diverging_run_is_one_line_and_exit_2(tmp_path):
                        f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("meprop: error: training diverged at epoch 1, step ")
     assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"
+
+
+def test_a_folder_that_holds_a_run_is_never_written_over(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "trainer.max_epochs=1", "trainer.progress=none", f"hydra.run.dir={run_dir}"]
+    assert run_meprop(args, cwd=tmp_path).returncode == 0
+    before = {name: (run_dir / name).read_bytes() for name in ("result.json", "metrics.jsonl", "config.yaml")}
+    again = run_meprop([*args, "seed=2"], cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.startswith(f"meprop: error: {run_dir} already holds a run")
+    assert "continue it with trainer.resume=true, or choose a new hydra.run.dir" in again.stderr
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+
+
+def test_a_sweep_run_again_keeps_its_completed_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "seed=1,2", "trainer.max_epochs=1", "trainer.progress=none", f"hydra.sweep.dir={sweep}"]
+    assert run_meprop(args, cwd=tmp_path).returncode == 0
+    results_before = {p: p.read_bytes() for p in sweep.glob("*/result.json")}
+    assert len(results_before) == 2
+    again = run_meprop(args, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("skipped (completed before)") == 2
+    assert {p: p.read_bytes() for p in sweep.glob("*/result.json")} == results_before
+
+
+def test_two_runs_at_once_into_one_folder_are_refused(make_cfg, tmp_path):
+    from meprop_cli.errors import UserError
+    from meprop_cli.train import run_lock, train
+    with run_lock(tmp_path):  # another run holds the folder
+        with pytest.raises(UserError, match="is in use by another meprop run"):
+            train(make_cfg(["trainer.max_epochs=1", "trainer.progress=none"]), tmp_path)
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_a_sweep_run_again_with_more_epochs_continues_its_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "seed=1,2", "trainer.progress=none", "trainer.max_steps_per_epoch=5",
+            f"hydra.sweep.dir={sweep}"]
+    assert run_meprop([*args, "trainer.max_epochs=1"], cwd=tmp_path).returncode == 0
+    again = run_meprop([*args, "trainer.max_epochs=2"], cwd=tmp_path)
+    assert again.returncode == 0 and "skipped" not in again.stdout
+    for result in sweep.glob("*/result.json"):
+        record = json.loads(result.read_text())
+        assert record["status"] == "completed" and record["epochs_run"] == 2
+        assert [line["epoch"] for line in map(json.loads, (result.parent / "metrics.jsonl").open())] == [1, 2]
