@@ -86,8 +86,9 @@ def test_a_killed_run_still_scores_test_and_writes_its_result(tmp_path):
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143 and "interrupted during epoch" in stderr  # a scheduler sees the kill
+    stdout, stderr = proc.communicate(timeout=120)
+    # a scheduler sees the kill; on failure the message shows what the run printed
+    assert proc.returncode == 143 and "interrupted during epoch" in stderr, (proc.returncode, stdout, stderr[-3000:])
     record = json.loads((run_dir / "result.json").read_text())
     assert record["interrupted_by"] == "SIGTERM"
     assert record["status"] == "failed" and "interrupted during epoch" in record["error"]
@@ -112,8 +113,8 @@ def started_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
 def test_ctrl_c_writes_the_result_and_exits_130(tmp_path):
     proc, run_dir = started_run(tmp_path)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted during epoch" in stderr
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted during epoch" in stderr, (proc.returncode, stdout, stderr[-3000:])
     record = json.loads((run_dir / "result.json").read_text())
     assert record["status"] == "failed" and record["interrupted_by"] == "SIGINT" and record["test"]["accuracy"] > 0.5
 
