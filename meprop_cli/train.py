@@ -213,6 +213,7 @@ class Run:
                 self.train_epoch(epoch)
             self.finish(error=None)
         except KeyboardInterrupt as e:
+            PendingSignal.clear()  # handled here: the checks in finish's evaluation must not raise it again
             self.record[results.INTERRUPTED_BY] = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
             self.finish(error=f"interrupted during epoch {self.epoch + 1}; dev and test are those of the best "
                               f"epoch so far; resume with trainer.resume=true hydra.run.dir={self.run_dir}")
@@ -246,6 +247,7 @@ class Run:
             total = cfg.max_steps_per_epoch or None
             bar = batches = tqdm(batches, desc=f"epoch {epoch}", total=total, leave=False, unit="batch")
         for batch in batches:
+            PendingSignal.raise_if_pending()
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
             self.method.on_batch_start(self.task.example_ids(batch))
@@ -291,6 +293,7 @@ class Run:
         with self.scored_weights():
             self.consider(evaluate(self.task, self.model, "dev"), epoch, line)
         self.save_last()
+        PendingSignal.raise_if_pending()
 
     def apply(self, change: Change | None) -> None:
         """Rebuild what depends on the model's parameters after a method changed them (the one place)."""
@@ -449,6 +452,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is, so that it ends as a Ctrl-C does (and the CLI exits 143, not 130)."""
 
 
+class PendingSignal:
+    """The last SIGINT or SIGTERM not yet handled. The handlers raise at once, but an exception raised while
+    Python runs a __del__ or a garbage-collection callback is printed and dropped; the training loop asks
+    raise_if_pending() at every step, so such a signal still ends the run (it once ran on to completion)."""
+
+    signum: int | None = None
+
+    @classmethod
+    def raise_if_pending(cls) -> None:
+        if cls.signum is not None:
+            signum, cls.signum = cls.signum, None
+            raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    @classmethod
+    def clear(cls) -> None:
+        cls.signum = None
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (kill, a scheduler's time limit) like Ctrl-C, so the run still scores test and writes its result."""
@@ -457,13 +478,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise Terminated(f"signal {signum}")
+        PendingSignal.signum = signum
+        raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    PendingSignal.clear()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        PendingSignal.clear()
 
 
 RUN_FILES = (results.RESULT_FILE, results.METRICS_FILE, results.LAST_CHECKPOINT, results.BEST_CHECKPOINT)

@@ -205,3 +205,24 @@ def test_a_loss_above_max_loss_stops_only_when_the_bound_is_set(make_cfg, tmp_pa
     assert train(make_cfg([*cfg, "trainer.max_loss=null"]), tmp_path / "free")["status"] == "completed"
     with pytest.raises(UserError, match="trainer.max_loss=0.0 must be positive"):
         train(make_cfg([*cfg, "trainer.max_loss=0"]), tmp_path / "zero")
+
+
+def test_a_signal_whose_exception_was_swallowed_still_ends_the_run_at_the_next_step(make_cfg, tmp_path, monkeypatch):
+    """A signal handler's exception raised inside a __del__ or a GC callback is dropped by Python; the run
+    must still stop (once it trained on to the end and exited 0 after a SIGTERM)."""
+    import signal as signals
+
+    import meprop_cli.train as trainer
+    original, calls = trainer.timed_step, []
+
+    def step_then_swallowed_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # as if the handler ran but its exception was lost
+            trainer.PendingSignal.signum = signals.SIGTERM
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "timed_step", step_then_swallowed_sigterm)
+    record = train(make_cfg(["trainer.max_epochs=3", "trainer.progress=none"]), tmp_path)
+    assert record["status"] == "failed" and record[results.INTERRUPTED_BY] == "SIGTERM"
+    assert len(calls) == 5 and record["epochs_run"] == 0
+    assert trainer.PendingSignal.signum is None
