@@ -26,6 +26,12 @@ def config_dir() -> Path:
 INTERRUPTED_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
 
 
+def test_score(record: dict) -> float | None:
+    """The first test metric of a result record: what a sweep job returns to Hydra."""
+    metric = next(iter(record.get("test") or {}), None)
+    return record["test"][metric] if metric else None
+
+
 def fail(message: str, code: int = 2) -> None:
     print(f"meprop: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -57,8 +63,7 @@ def train_command(argv: list[str]) -> None:
             same = previous.config and not config_changes(previous.config, OmegaConf.to_container(cfg, resolve=True))
             if same and previous.status == "completed" and previous.result.get("epochs_run", 0) >= cfg.trainer.max_epochs:
                 print(f"skipped (completed before): {run_dir}")
-                metric = next(iter(previous.result.get("test") or {}), None)
-                return previous.result["test"].get(metric) if metric else None
+                return test_score(previous.result)
             if same and (run_dir / results.LAST_CHECKPOINT).is_file():
                 cfg.trainer.resume = True
         try:
@@ -69,15 +74,13 @@ def train_command(argv: list[str]) -> None:
             print(f"meprop: error in {run_dir}: {e}", file=sys.stderr)
             failed.append(str(run_dir))
             return None
-        metric = next(iter(record["test"]), None)
-        score = record["test"].get(metric) if metric else None
         print(f"{record['status']}: {record['task']} {record['method']} best epoch {record['best_epoch']} "
               f"dev {record['dev']} test {record['test']} -> {run_dir}")
         signal_name = record.get(results.INTERRUPTED_BY)
         if signal_name:  # the result is written; the shell (and a scheduler) must still see the interruption
             print(f"meprop: {record['error']}", file=sys.stderr)
             sys.exit(INTERRUPTED_EXIT[signal_name])  # in a sweep this also stops the jobs still to run
-        return score
+        return test_score(record)
 
     sys.argv = ["meprop train", *argv]
     app()

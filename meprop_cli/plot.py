@@ -253,9 +253,9 @@ def plot_meact(runs: list[results.RunFolder], out: Path) -> None:
             else:
                 values = shown.groupby("epoch")[column].mean()
                 line, = ax.plot(values.index, values.values, marker=".", label=label)
-                if results.MEACT_ACTING in group and group[results.MEACT_ACTING].fillna(False).astype(bool).any():
-                    first = group[group[results.MEACT_ACTING].fillna(False).astype(bool)]["epoch"].min()
-                    ax.axvline(first - 0.5, linestyle=":", color=line.get_color(), alpha=0.7)
+                acting = group[results.MEACT_ACTING].fillna(False).astype(bool) if results.MEACT_ACTING in group else None
+                if acting is not None and acting.any():
+                    ax.axvline(group[acting]["epoch"].min() - 0.5, linestyle=":", color=line.get_color(), alpha=0.7)
         ax.set(xlabel="epoch (dotted: meAct starts)", ylabel=ylabel)
         if column == results.UPDATE_SIZE:
             ax.set_yscale("log")

@@ -15,12 +15,13 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from meprop_cli import results
 from meprop_cli.averaging import WeightAverage
-from meprop_cli.config import validate
+from meprop_cli.config import TrainerConfig, validate
 from meprop_cli.errors import UserError
 from meprop_cli.methods import Change, Method, Step, build_method
 from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load_selection_state_dict,
@@ -96,7 +97,7 @@ def read_hidden_from(run_dir: str) -> list[int]:
 # What a resumed run may set differently from the run it continues: how long, how fast, how it reports,
 # and where the data is. Anything else would mix two settings in one result.
 RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.threads", "trainer.progress", "trainer.log_every_steps",
-                     "trainer.resume", "data_root")
+                     "data_root", "trainer.resume")
 
 
 def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -163,8 +164,7 @@ class Run:
             if changed:
                 raise UserError(f"trainer.resume=true continues {self.run_dir} with its own settings, and this "
                                 f"command changes {', '.join(changed)}; drop those overrides (only "
-                                f"{', '.join(RESUME_MAY_CHANGE[:-2])} and data_root may change) or train into a "
-                                "new folder")
+                                f"{', '.join(RESUME_MAY_CHANGE[:-1])} may change) or train into a new folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / results.CONFIG_FILE, resolve=True)
         self.task.load()
@@ -459,11 +459,15 @@ class PendingSignal:
 
     signum: int | None = None
 
+    @staticmethod
+    def exception(signum: int) -> KeyboardInterrupt:
+        return Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+
     @classmethod
     def raise_if_pending(cls) -> None:
         if cls.signum is not None:
             signum, cls.signum = cls.signum, None
-            raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+            raise cls.exception(signum)
 
     @classmethod
     def clear(cls) -> None:
@@ -479,7 +483,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     def interrupt(signum: int, frame: Any) -> None:
         PendingSignal.signum = signum
-        raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+        raise PendingSignal.exception(signum)
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     PendingSignal.clear()
@@ -516,6 +520,23 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def run_from_last(run_dir: Path, adjust: Callable[[DictConfig], None] | None = None) -> tuple[Run, dict[str, Any]]:
+    """A set-up Run of the run in run_dir holding its last.pt weights, and last.pt itself, for the scripts that
+    inspect a run. adjust(cfg) may change (or reject) the saved config before setup loads the data."""
+    last = torch.load(Path(run_dir) / results.LAST_CHECKPOINT, weights_only=False)
+    # trainer options added since the run was saved take their defaults
+    cfg = OmegaConf.merge({"trainer": OmegaConf.to_container(OmegaConf.structured(TrainerConfig))}, last["config"])
+    cfg.trainer.resume = False
+    if adjust is not None:
+        adjust(cfg)
+    with tempfile.TemporaryDirectory(prefix="meprop-inspect-") as scratch:  # setup writes a config there
+        run = Run(cfg, Path(scratch))
+        run.setup()
+    fit_to_sizes(run.model, last.get("sizes"))
+    run.model.load_state_dict(last["model"])
+    return run, last
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

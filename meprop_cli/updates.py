@@ -17,27 +17,31 @@ class UpdateMeter:
         self.sums: dict[str, float] = {}  # per tensor: Σ_t mean |Δw| of the tensor
         self.total = 0.0  # Σ_t mean |Δw| over all parameters
         self.updates = 0
-        self.before: list[torch.Tensor] = []
-        self.named: list[tuple[str, nn.Parameter]] = []
+        self.before: list[torch.Tensor] = []  # the parameters before the step (buffers kept between steps)
+        self.names: list[str] = []
+        self.params: list[torch.Tensor] = []
 
     @torch.no_grad()
     def snapshot(self, model: nn.Module) -> None:
         """Before the optimizer step."""
-        self.named = list(model.named_parameters())
-        self.before = [p.detach().clone() for _, p in self.named]
+        named = list(model.named_parameters())
+        self.params = [p.detach() for _, p in named]
+        names = [name for name, _ in named]
+        if names == self.names and all(b.shape == p.shape for b, p in zip(self.before, self.params)):
+            torch._foreach_copy_(self.before, self.params)
+        else:  # the first step, or a method changed the parameters (meSimp)
+            self.before, self.names = [p.clone() for p in self.params], names
+        self.numels = [p.numel() for p in self.params]
 
     @torch.no_grad()
     def measure(self) -> None:
         """After the optimizer step."""
-        params = [p.detach() for _, p in self.named]
-        changes = torch._foreach_norm(torch._foreach_sub(params, self.before), 1)
-        count = sum(p.numel() for p in params)
-        sizes = [float(c) for c in changes]
-        for (name, p), size in zip(self.named, sizes):
-            self.sums[name] = self.sums.get(name, 0.0) + size / p.numel()
-        self.total += sum(sizes) / count
+        torch._foreach_sub_(self.before, self.params)  # before − after: the same |Δw|
+        sizes = torch.stack(torch._foreach_norm(self.before, 1)).tolist()
+        for name, size, numel in zip(self.names, sizes, self.numels):
+            self.sums[name] = self.sums.get(name, 0.0) + size / numel
+        self.total += sum(sizes) / sum(self.numels)
         self.updates += 1
-        self.before = []
 
     def epoch_fields(self) -> dict:
         """The epoch's means for metrics.jsonl; starts the next epoch's."""

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from meprop_cli.nn.shrink import fit_to_sizes  # noqa: E402
-from meprop_cli.train import Run  # noqa: E402
+from meprop_cli.train import run_from_last  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,16 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="Full backward hook")  # the hooks read module outputs' grads only
-    last = torch.load(args.run_dir / "last.pt", weights_only=False)
-    cfg = OmegaConf.create(last["config"])
-    cfg.trainer.resume = False
-    if cfg.method.name == "mesimp" and "count_zero_gradients" not in cfg.method:
-        cfg.method.count_zero_gradients = True  # runs made before the option existed counted every kept index
-    with tempfile.TemporaryDirectory(prefix="gradient_nonzeros-") as scratch:  # setup writes a config there
-        run = Run(cfg, Path(scratch))
-        run.setup()
-    fit_to_sizes(run.model, last["sizes"])
-    run.model.load_state_dict(last["model"])
+
+    def as_saved(cfg) -> None:
+        if cfg.method.name == "mesimp" and "count_zero_gradients" not in cfg.method:
+            cfg.method.count_zero_gradients = True  # runs made before the option existed counted every kept index
+
+    run, _ = run_from_last(args.run_dir, as_saved)
     run.model.train()
     mlp = getattr(run.model, "mlp", run.model)
     grads: dict[int, torch.Tensor] = {}

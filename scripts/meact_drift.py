@@ -14,30 +14,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from meprop_cli.ops.activations import ACTIVATIONS  # noqa: E402
 from meprop_cli.ops.meact import meact_linear  # noqa: E402
-from meprop_cli.train import Run  # noqa: E402
+from meprop_cli.train import Run, run_from_last  # noqa: E402
 
 
 def load_run(run_dir: Path) -> Run:
-    last = torch.load(run_dir / "last.pt", weights_only=False)
-    cfg = OmegaConf.create(last["config"])
-    if cfg.method.name != "meact":
-        raise SystemExit(f"{run_dir} is a method={cfg.method.name} run; this script reads meAct runs")
-    cfg.trainer.resume = False
-    with tempfile.TemporaryDirectory(prefix="meact_drift-") as scratch:  # setup writes a config there
-        run = Run(cfg, Path(scratch))
-        run.setup()
-    run.model.load_state_dict(last["model"])
+    def meact_only(cfg) -> None:
+        if cfg.method.name != "meact":
+            raise SystemExit(f"{run_dir} is a method={cfg.method.name} run; this script reads meAct runs")
+
+    run, last = run_from_last(run_dir, meact_only)
     for memory, state in zip(run.method.memories, last["method"]["memories"]):
         memory.load_state_dict(state)
     return run

@@ -226,3 +226,15 @@ def test_a_signal_whose_exception_was_swallowed_still_ends_the_run_at_the_next_s
     assert record["status"] == "failed" and record[results.INTERRUPTED_BY] == "SIGTERM"
     assert len(calls) == 5 and record["epochs_run"] == 0
     assert trainer.PendingSignal.signum is None
+
+
+def test_run_from_last_reads_a_run_saved_before_newer_trainer_options(make_cfg, tmp_path):
+    from meprop_cli.train import run_from_last
+    train(make_cfg(["trainer.max_epochs=1", "trainer.progress=none", "trainer.max_steps_per_epoch=3"]), tmp_path)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    for key in ("max_loss", "track_updates"):  # as an older run's config would be
+        del last["config"]["trainer"][key]
+    torch.save(last, tmp_path / "last.pt")
+    run, _ = run_from_last(tmp_path)
+    assert run.cfg.trainer.max_loss == 1000.0 and run.cfg.trainer.track_updates is False
+    assert all(torch.equal(a, b) for a, b in zip(run.model.state_dict().values(), last["model"].values()))
