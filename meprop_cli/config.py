@@ -6,6 +6,7 @@ the config, and values that are well typed but inconsistent fail in validate() w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -13,7 +14,18 @@ from omegaconf import MISSING
 
 from meprop_cli.errors import ConfigError
 from meprop_cli.ops import MODES
+from meprop_cli.ops.activations import ACTIVATIONS
 from meprop_cli.ops.meact import MEMORY_DTYPES
+
+# The choices of the options that have a fixed set of values, as enums: Hydra rejects any other value when it
+# composes the config ("Invalid value 'x', expected one of [...]"). A StrEnum equals its string, so the code,
+# config.yaml and result.json see plain names.
+Activation = StrEnum("Activation", {name: name for name in ACTIVATIONS})
+Mode = StrEnum("Mode", {name: name for name in MODES})
+MemoryDtype = StrEnum("MemoryDtype", {name: name for name in MEMORY_DTYPES})
+TagSet = StrEnum("TagSet", {"xpos": "xpos", "upos": "upos"})
+OptimizerName = StrEnum("OptimizerName", {name: name for name in ("adam", "adagrad", "sgd")})
+Progress = StrEnum("Progress", {name: name for name in ("auto", "bar", "log", "none")})
 
 
 @dataclass
@@ -22,7 +34,7 @@ class TaskConfig:
     batch_size: int = 10  # training examples per update
     eval_batch_size: int = 1000  # examples per forward pass when scoring dev/test
     hidden: list[int] = field(default_factory=lambda: [500, 500])  # hidden layer sizes (depth = length)
-    activation: str = "relu"  # relu | tanh | sigmoid | cube
+    activation: Activation = Activation.relu  # relu | tanh | sigmoid | cube
     dropout: float = 0.0  # dropout after each hidden activation (0 = none)
     topk: Optional[int] = 20  # the task's default k for hidden layers (top-level `topk` overrides)
     topk_output: Optional[int] = None  # the task's default k for the output layer (null = full gradient)
@@ -47,7 +59,7 @@ class MnistMlpTaskConfig(TaskConfig):
 @dataclass
 class PosTaskConfig(TaskConfig):
     name: str = "pos"
-    tagset: str = "xpos"  # xpos (Penn-style, the paper's tag set) | upos (the 17 universal tags)
+    tagset: TagSet = TagSet.xpos  # xpos (Penn-style, the paper's tag set) | upos (the 17 universal tags)
     dataset: str = "ud-english-ewt"  # folder under data_root holding the three CoNLL-U files
     train_file: str = "en_ewt-ud-train.conllu"
     dev_file: str = "en_ewt-ud-dev.conllu"
@@ -93,7 +105,7 @@ class MnistCnnTaskConfig(TaskConfig):
 @dataclass
 class MethodConfig:
     name: str = MISSING  # baseline | meprop | meprop_unified | random | small
-    mode: Optional[str] = None  # meProp selection: topk | unified | random; null = full back propagation
+    mode: Optional[Mode] = None  # meProp selection: topk | unified | random; null = full back propagation
     hidden_is_k: bool = False  # small-hidden baseline: every hidden layer gets size topk, trained normally
     conv_topk: bool = False  # meProp-CNN: keep topk_ratio of each conv feature map's output gradient
 
@@ -101,7 +113,7 @@ class MethodConfig:
 @dataclass
 class MeSimpMethodConfig(MethodConfig):
     name: str = "mesimp"
-    mode: Optional[str] = "topk"  # the top-k whose record decides which neurons stay
+    mode: Optional[Mode] = Mode.topk  # the top-k whose record decides which neurons stay
     prune_rate: float = 0.1  # a check removes a neuron kept by fewer than prune_rate of the examples since the last
     prune_checks_per_epoch: int = 8  # checks per epoch, evenly spaced (the reference's IterPerEpoch)
     cycle_epochs: int = 5  # stage length: simplify this many epochs, then train normally as many, and so on
@@ -113,12 +125,12 @@ class MeActMethodConfig(MethodConfig):
     name: str = "meact"
     start_epoch: int = 6  # the first epoch whose examples compute only their active neurons (before: the baseline)
     threshold: float = 0.001  # a neuron is inactive for an example when its share of the example's gradient sum is below
-    memory_dtype: str = "float32"  # of the cached activations: float32 | float16 | bfloat16 (the sums stay float32)
+    memory_dtype: MemoryDtype = MemoryDtype.float32  # of the cached activations: float32 | float16 | bfloat16 (the sums stay float32)
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | adagrad | sgd
+    name: OptimizerName = OptimizerName.adam  # adam | adagrad | sgd
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam
     eps: float = 1e-8  # Adam 1e-8, AdaGrad 1e-6 (the papers)
@@ -134,7 +146,7 @@ class TrainerConfig:
     max_steps_per_epoch: Optional[int] = None  # cut each epoch short (smoke runs); null = whole epoch
     eval_every_steps: int = 0  # also score dev every N updates (0 = only at epoch ends)
     threads: int = 0  # torch CPU threads (0 = torch's default)
-    progress: str = "auto"  # auto (bar on a terminal, log lines otherwise) | bar | log | none
+    progress: Progress = Progress.auto  # auto (bar on a terminal, log lines otherwise) | bar | log | none
     log_every_steps: int = 1000  # with plain log lines: one line every N updates
     checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
@@ -172,68 +184,129 @@ def register_configs() -> None:
     cs.store(group="optim", name="base_optim", node=OptimConfig)
 
 
-OPTIMIZERS = ("adam", "adagrad", "sgd")
-PROGRESS = ("auto", "bar", "log", "none")
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric option may take: low ≤ v (low < v when low_open), v ≤ high (v < high when high_open)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    hint: str = ""  # what a value means, said after the range
+
+    def holds(self, value: float) -> bool:
+        return ((self.low is None or (value > self.low if self.low_open else value >= self.low))
+                and (self.high is None or (value < self.high if self.high_open else value <= self.high)))
+
+    def describe(self) -> str:
+        low, high = (f"{v:,}" if float(v).is_integer() else f"{v:g}" for v in (self.low or 0, self.high or 0))
+        if self.high is None:
+            return f"{'above' if self.low_open else 'at least'} {low}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Bound(1)
+NOT_NEGATIVE = Bound(0)
+ABOVE_ZERO = Bound(0, low_open=True)
+SHARE = Bound(0, 1, high_open=True)  # a probability or decay: 0 ≤ v < 1
+
+# Every numeric option's range, by its dotted key; a key the run's task or method lacks is skipped, null passes
+# (the schema says which options may be null), and a list's every element must be in range.
+BOUNDS: dict[str, Bound] = {
+    "seed": Bound(0, 2**32 - 1, hint="numpy's seed range"),
+    "topk": POSITIVE, "topk_output": POSITIVE,
+    "decay": Bound(0, 1, high_open=True, hint="0 is plain top-k"),
+    "topk_ratio": Bound(0, 1, low_open=True, hint="0.05 keeps 5% of each feature map"),
+    "task.batch_size": POSITIVE, "task.eval_batch_size": POSITIVE, "task.hidden": POSITIVE,
+    "task.dropout": SHARE, "task.topk": POSITIVE, "task.topk_output": POSITIVE, "task.adagrad_lr": ABOVE_ZERO,
+    "task.average_decay": SHARE,
+    "task.split_seed": NOT_NEGATIVE,
+    "task.word_dim": POSITIVE, "task.feature_dim": POSITIVE, "task.embed_dim": POSITIVE,
+    "task.word_dropout": Bound(0, hint="α of word dropout; 0 turns it off"),
+    "task.min_feature_count": POSITIVE, "task.min_word_count": POSITIVE, "task.bucket": POSITIVE,
+    "task.embed_init": ABOVE_ZERO,
+    "task.channels": POSITIVE, "task.kernel_size": POSITIVE,
+    "optim.lr": ABOVE_ZERO, "optim.eps": ABOVE_ZERO, "optim.betas": SHARE, "optim.momentum": NOT_NEGATIVE,
+    "optim.weight_decay": NOT_NEGATIVE,
+    "optim.lr_decay": Bound(0, 1, low_open=True, hint="1 keeps the learning rate constant"),
+    "trainer.max_epochs": POSITIVE, "trainer.max_steps_per_epoch": POSITIVE, "trainer.eval_every_steps": NOT_NEGATIVE,
+    "trainer.threads": Bound(0, hint="0 is torch's default"), "trainer.log_every_steps": POSITIVE,
+    "trainer.average_decay": Bound(0, 1, high_open=True, hint="0 scores the weights as trained, 0.999 an average "
+                                   "over about the last 1,000 updates"),
+    "trainer.max_loss": Bound(0, low_open=True, hint="null stops only on a loss that is not finite"),
+    "method.prune_rate": Bound(0, 1, high_open=True, hint="0.1 removes neurons that fewer than 10% of the examples "
+                               "since the last check kept in their top-k"),
+    "method.prune_checks_per_epoch": POSITIVE, "method.cycle_epochs": POSITIVE,
+    "method.start_epoch": Bound(1, hint="1: meAct from the first epoch; every example's first encounter then "
+                                "computes all neurons"),
+    "method.threshold": Bound(0, 1, high_open=True, hint="0.001 deactivates a neuron holding less than 0.1% of the "
+                              "example's accumulated gradient in its layer"),
+}
+
+
+def check_bounds(cfg: Any) -> None:
+    from omegaconf import OmegaConf
+
+    for key, bound in BOUNDS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
+        if not all(bound.holds(v) for v in values):
+            shown = list(values) if len(values) != 1 or OmegaConf.is_list(value) else values[0]
+            what = "must hold values" if OmegaConf.is_list(value) else "must be"
+            hint = f": {bound.hint}" if bound.hint else ""
+            raise ConfigError(f"{key}={shown} {what} {bound.describe()}{hint}")
 
 
 def validate(cfg: Any) -> None:
-    """Reject values that type-check but cannot run, each with one sentence saying what to change."""
-    method = cfg.method
-    if method.mode is not None and method.mode not in MODES:
-        raise ConfigError(f"method.mode={method.mode} is unknown; use one of {', '.join(MODES)}")
+    """Reject values that type-check but cannot run, each with one sentence saying what to change.
+
+    Ranges come from BOUNDS; below are the checks that relate two options, or a list's length."""
+    check_bounds(cfg)
+    method, task = cfg.method, cfg.task
+    if not task.hidden:
+        raise ConfigError("task.hidden=[] has no hidden layer; give at least one size (for example task.hidden=[500])")
+    if "channels" in task and not task.channels:
+        raise ConfigError("task.channels=[] has no convolution; give at least one (for example task.channels=[32,64])")
+    if "kernel_size" in task and task.kernel_size % 2 == 0:
+        raise ConfigError(f"task.kernel_size={task.kernel_size} must be odd: same padding keeps the image size only "
+                          "for odd kernels")
+    if len(cfg.optim.betas) != 2:
+        raise ConfigError(f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1), for example "
+                          "optim.betas=[0.9,0.999]")
     needs_k = method.mode is not None or method.hidden_is_k
     if needs_k:
         if cfg.topk is None:
             raise ConfigError(f"method={method.name} needs k: add topk=K (for example topk=20)")
-        if cfg.topk < 1:
-            raise ConfigError(f"topk={cfg.topk} must be a positive integer")
-        widest = max(cfg.task.hidden) if cfg.task.hidden else 0
+        widest = max(task.hidden)
         if method.mode is not None and cfg.topk > widest:
             raise ConfigError(f"topk={cfg.topk} is larger than the hidden layer ({widest} units); "
                               f"use topk between 1 and {widest}")
-    if cfg.topk_ratio is not None and not 0.0 < cfg.topk_ratio <= 1.0:
-        raise ConfigError(f"topk_ratio={cfg.topk_ratio} must be in (0, 1]: 0.05 keeps 5% of each feature map")
     if method.conv_topk and cfg.topk_ratio is None:
         raise ConfigError(f"method={method.name} needs a ratio: add topk_ratio=R (for example topk_ratio=0.05)")
-    if cfg.topk_output is not None and cfg.topk_output < 1:
-        raise ConfigError(f"topk_output={cfg.topk_output} must be a positive integer (or null for full gradient)")
-    if not 0.0 <= cfg.decay < 1.0:
-        raise ConfigError(f"decay={cfg.decay} must be in [0, 1): 0 is plain top-k")
-    if any(h < 1 for h in cfg.task.hidden):
-        raise ConfigError(f"task.hidden={list(cfg.task.hidden)} must hold positive sizes")
-    if cfg.task.batch_size < 1:
-        raise ConfigError(f"task.batch_size={cfg.task.batch_size} must be at least 1")
-    if not 0.0 <= cfg.task.dropout < 1.0:
-        raise ConfigError(f"task.dropout={cfg.task.dropout} must be in [0, 1)")
-    if cfg.optim.name not in OPTIMIZERS:
-        raise ConfigError(f"optim.name={cfg.optim.name} is unknown; use one of {', '.join(OPTIMIZERS)}")
-    if not 0.0 < cfg.optim.lr_decay <= 1.0:
-        raise ConfigError(f"optim.lr_decay={cfg.optim.lr_decay} must be in (0, 1]: 1 keeps the learning rate constant")
-    if cfg.trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1")
-    if not 0.0 <= cfg.trainer.average_decay < 1.0:
-        raise ConfigError(f"trainer.average_decay={cfg.trainer.average_decay} must be in [0, 1): 0 scores the "
-                          "weights as trained, 0.999 an average over about the last 1,000 updates")
-    if method.name == "mesimp":
-        if not 0.0 <= method.prune_rate < 1.0:
-            raise ConfigError(f"method.prune_rate={method.prune_rate} must be in [0, 1): 0.1 removes neurons that "
-                              "fewer than 10% of the examples since the last check kept in their top-k")
-        if method.prune_checks_per_epoch < 1 or method.cycle_epochs < 1:
-            raise ConfigError("method.prune_checks_per_epoch and method.cycle_epochs must be at least 1")
-    if cfg.trainer.max_loss is not None and not cfg.trainer.max_loss > 0:
-        raise ConfigError(f"trainer.max_loss={cfg.trainer.max_loss} must be positive (or null: stop only on a "
-                          "loss that is not finite)")
-    if method.name == "meact":
-        if method.start_epoch < 1:
-            raise ConfigError(f"method.start_epoch={method.start_epoch} must be at least 1 (1: meAct from the first "
-                              "epoch; every example's first encounter then computes all neurons)")
-        if not 0.0 <= method.threshold < 1.0:
-            raise ConfigError(f"method.threshold={method.threshold} must be in [0, 1): 0.001 deactivates a neuron "
-                              "holding less than 0.1% of the example's accumulated gradient in its layer")
-        if method.memory_dtype not in MEMORY_DTYPES:
-            raise ConfigError(f"method.memory_dtype={method.memory_dtype} is unknown; use one of "
-                              f"{', '.join(MEMORY_DTYPES)}")
-        if method.mode is not None:
-            raise ConfigError("method=meact trains its active neurons with full gradients: leave method.mode=null")
-    if cfg.trainer.progress not in PROGRESS:
-        raise ConfigError(f"trainer.progress={cfg.trainer.progress} is unknown; use one of {', '.join(PROGRESS)}")
+    if method.name == "meact" and method.mode is not None:
+        raise ConfigError("method=meact trains its active neurons with full gradients: leave method.mode=null")
+
+
+def ignored_options(cfg: Any) -> list[str]:
+    """The options set to something other than their default that this run's method or optimizer does not use.
+
+    They are warnings, not errors: a sweep over methods legitimately crosses them with the methods' own axes
+    (`method=baseline,meprop topk=10,20` gives the baseline a k it does not use)."""
+    method, optim = cfg.method, cfg.optim
+    unused = []
+    if method.mode is None and not method.hidden_is_k and cfg.topk != cfg.task.topk:
+        unused.append(f"topk={cfg.topk}")
+    if method.mode is None and cfg.topk_output != cfg.task.topk_output:
+        unused.append(f"topk_output={cfg.topk_output}")
+    if method.mode not in ("topk", "unified") and not method.conv_topk and cfg.decay != 0:  # random-k ignores it
+        unused.append(f"decay={cfg.decay}")
+    if not method.conv_topk and cfg.topk_ratio is not None:
+        unused.append(f"topk_ratio={cfg.topk_ratio}")
+    defaults = OptimConfig()
+    if optim.name != "adam" and list(optim.betas) != defaults.betas:
+        unused.append(f"optim.betas={list(optim.betas)}")
+    if optim.name != "sgd" and optim.momentum != defaults.momentum:
+        unused.append(f"optim.momentum={optim.momentum}")
+    return [f"method={method.name} with optim={optim.name} does not use {', '.join(unused)}"] if unused else []

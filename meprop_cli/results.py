@@ -44,6 +44,7 @@ DECODE = "decode"  # result.json: {test_s, test_s_initial, speedup}, test forwar
 SIZES = "hidden_sizes"  # metrics.jsonl: the sizes at that evaluation; also in every prune check
 PRUNE_CHECKS = "prune_checks"  # metrics.jsonl: the checks since the previous line, each {epoch, step, pruned, hidden_sizes}
 PRUNE_CHECK_COUNT = "prune_check_count"  # result.json (meSimp): checks run
+WARNINGS = "warnings"  # result.json: what the run was told but did not use (config.ignored_options), one line each
 INTERRUPTED_BY = "interrupted_by"  # result.json: "SIGINT" or "SIGTERM" when a signal ended the run, else absent
 ACTIVE_FRACTION = "active_fraction"  # metrics.jsonl (meAct): per hidden layer, active (example, neuron) pairs / all
 MEACT_ACTING = "meact_acting"  # metrics.jsonl (meAct): whether the epoch skipped inactive neurons (else: warm-up)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from meprop_cli import results
 from meprop_cli.averaging import WeightAverage
-from meprop_cli.config import TrainerConfig, validate
+from meprop_cli.config import TrainerConfig, ignored_options, validate
 from meprop_cli.errors import UserError
 from meprop_cli.methods import Change, Method, Step, build_method
 from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load_selection_state_dict,
@@ -151,6 +151,9 @@ class Run:
     def setup(self) -> None:
         cfg = self.cfg
         validate(cfg)
+        self.record[results.WARNINGS] = ignored_options(cfg)
+        for warning in self.record[results.WARNINGS]:
+            log.warning(warning)
         seed_everything(cfg.seed)
         if cfg.trainer.threads > 0:
             torch.set_num_threads(cfg.trainer.threads)
@@ -400,7 +403,7 @@ class Run:
     def save_checkpoint(self, path: Path, weights: dict[str, torch.Tensor], sizes: list[int] | None,
                         **extra: Any) -> None:
         """sizes: the hidden sizes the weights have, so that a pruned model can be rebuilt to load them."""
-        payload = {"model": weights, "config": OmegaConf.to_container(self.cfg, resolve=True),
+        payload = {"model": weights, "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
                    "task_state": self.task.state(), "hidden": self.method.hidden, "sizes": sizes, **extra}
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)

@@ -86,7 +86,6 @@ def test_a_meact_run_interrupted_after_it_started_resumes_to_the_uninterrupted_r
 @pytest.mark.parametrize("args, message", [
     (["method.threshold=1.5"], "method.threshold=1.5 must be in"),
     (["method.start_epoch=0"], "method.start_epoch=0 must be at least 1"),
-    (["method.memory_dtype=int8"], "method.memory_dtype=int8 is unknown"),
     (["method.mode=topk", "topk=10"], "leave method.mode=null"),
 ])
 def test_bad_meact_settings_are_one_sentence(make_cfg, tmp_path, args, message):

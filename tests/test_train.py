@@ -203,7 +203,7 @@ def test_a_loss_above_max_loss_stops_only_when_the_bound_is_set(make_cfg, tmp_pa
     with pytest.raises(UserError, match=r"step 1: the batch loss is 2\.\d+ "):  # about log(10) at the start, above 1
         train(make_cfg([*cfg, "trainer.max_loss=1"]), tmp_path / "bounded")
     assert train(make_cfg([*cfg, "trainer.max_loss=null"]), tmp_path / "free")["status"] == "completed"
-    with pytest.raises(UserError, match="trainer.max_loss=0.0 must be positive"):
+    with pytest.raises(UserError, match="trainer.max_loss=0.0 must be above 0"):
         train(make_cfg([*cfg, "trainer.max_loss=0"]), tmp_path / "zero")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from meprop_cli.errors import ConfigError
 from meprop_cli.nn.conv import MePropConv2d
 from meprop_cli.nn.linear import MePropLinear
 from meprop_cli.nn.shrink import ShrinkRecord
@@ -92,7 +93,11 @@ class Method:
 
     # -- hooks (the trainer calls these; the defaults do nothing) -------------------------------------
     def bind(self, model: nn.Module, task: Any) -> None:
-        """Called once the model is built (also after a resume), before training."""
+        """Called once the model is built (also after a resume), before training. A method that overrides it
+        calls this first."""
+        if self.topk_ratio is not None and not any(isinstance(m, MePropConv2d) for m in model.modules()):
+            raise ConfigError(f"method={self.name} sparsifies the gradients of convolutions, and the "
+                              f"{type(model).__name__} model of task={task.cfg.name} has none; use task=mnist_cnn")
 
     def on_epoch_start(self, epoch: int) -> Change | None:
         return None

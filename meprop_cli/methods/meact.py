@@ -51,6 +51,7 @@ class MeAct(Method):
         return super().make_linear(in_features, out_features, role)
 
     def bind(self, model: nn.Module, task: Any) -> None:
+        super().bind(model, task)
         layers = model.meact_layers() if hasattr(model, "meact_layers") else []
         if not layers or not all(isinstance(layer, MeActLinear) for layer in layers):
             raise ConfigError(f"method={self.name} needs a feed-forward network of hidden layers, and the "

@@ -71,6 +71,7 @@ class MeSimp(Method):
                                    count_zero_gradients=bool(m.count_zero_gradients), **extra)
 
     def bind(self, model: nn.Module, task: Any) -> None:
+        super().bind(model, task)
         if not isinstance(model, Shrinkable):
             raise ConfigError(f"method={self.name} removes hidden neurons, and the {type(model).__name__} model of "
                               f"task={task.cfg.name} cannot shrink; use task=mnist_mlp, parse, pos or digits")
