@@ -43,7 +43,7 @@ def test_reader_reads_a_last_sentence_without_blank_line(tmp_path):
 
 @pytest.mark.parametrize("bad_line, message", [
     ("2\tgo\tgo\tVERB\tVB\t_\t0\troot\t_", "expected 10"),
-    ("two\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", "not a number"),
+    ("two\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", "ID .two. is not a word number"),
     ("3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", "out of sequence"),
 ])
 def test_malformed_line_names_file_and_line(tmp_path, bad_line, message):
