@@ -1,8 +1,10 @@
 """Dependency parsing (the meProp paper's parsing task): a Chen & Manning transition parser on UD EWT.
 
-Training examples are the oracle's (configuration features, transition) pairs of every projective,
-single-rooted training tree, computed once per run; dev and test are parsed greedily in full and
-scored with UAS, LAS and UAS without punctuation.
+Every sentence of every split must be a single-rooted tree (checked where the files are read: a HEAD
+out of range, `_`, a second root or a cycle is a DataError naming file and line). Training examples are
+the oracle's (configuration features, transition) pairs of every projective training tree, computed
+once per run (non-projective ones are skipped and counted); dev and test are parsed greedily in full,
+non-projective trees included, and scored with UAS, LAS and UAS without punctuation.
 """
 from __future__ import annotations
 
@@ -14,16 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meprop_cli.data.conllu import Sentence, read_conllu, write_conllu
+from meprop_cli.data.conllu import Sentence, read_conllu, read_split, write_conllu
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
 from meprop_cli.ops.activations import ACTIVATIONS
+from meprop_cli.results import read_config
 from meprop_cli.tasks.base import LabeledBatch, Task
 from meprop_cli.tasks.parse.decode import parse
 from meprop_cli.tasks.parse.evaluate import attachment_scores
 from meprop_cli.tasks.parse.features import N_POSITIONS, UNK_ID, Vocabularies, arc_label, features
 from meprop_cli.tasks.parse.model import ParserModel
-from meprop_cli.tasks.parse.transitions import TransitionSet, is_projective, is_single_rooted_tree, oracle_steps
+from meprop_cli.tasks.parse.transitions import TransitionSet, is_projective, oracle_steps, tree_problem
 from meprop_cli.tasks.word_dropout import drop_probabilities, drop_words
 
 log = logging.getLogger("meprop")
@@ -38,15 +41,29 @@ def gold_heads(sentence: Sentence) -> list[int]:
     return [-1] + [t.head for t in sentence.tokens]
 
 
+def check_trees(sentences: list[Sentence], path: Path, labeled: bool) -> None:
+    """Every sentence is a tree the parser can build and be scored on; else a DataError at the word's line."""
+    for sentence in sentences:
+        problem = tree_problem(gold_heads(sentence))
+        if problem is not None:
+            word, fix = problem
+            raise DataError(f"{path}:{sentence.lines[word - 1]}: {fix}")
+        if labeled:
+            for token, line in zip(sentence.tokens, sentence.lines):
+                if token.deprel == "_":
+                    raise DataError(f"{path}:{line}: DEPREL is `_`; give every word a dependency label, or "
+                                    "parse unlabeled with task.labeled=false")
+
+
 def oracle_examples(sentences: list[Sentence], vocabs: Vocabularies, transitions: TransitionSet,
                     labeled: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(features (N, 48) int32, transition ids (N,), trees skipped as non-projective or not single-rooted)."""
+    """(features (N, 48) int32, transition ids (N,), trees skipped as non-projective); trees checked by check_trees."""
     feats: list[list[int]] = []
     targets: list[int] = []
     skipped = 0
     for sentence in sentences:
         heads = gold_heads(sentence)
-        if not (is_single_rooted_tree(heads) and is_projective(heads)):
+        if not is_projective(heads):
             skipped += 1
             continue
         labels = [-1] + [vocabs.labels.id(arc_label(t.deprel, labeled)) for t in sentence.tokens]
@@ -63,7 +80,7 @@ class ParseTask(Task):
 
     def conllu_path(self, split: str) -> Path:
         path = self.data_root / self.cfg.dataset / f"{self.cfg.file_prefix}-{split}.conllu"
-        if not path.is_file():
+        if not path.exists():
             raise DataError(f"{path} not found: set data_root=PATH (or MEPROP_DATA) to the folder holding "
                             f"{self.cfg.dataset}/, or download it with `meprop data fetch ewt --root PATH`")
         return path
@@ -81,6 +98,15 @@ class ParseTask(Task):
         if not folder.is_dir():
             raise ConfigError(f"task.pos_source={source} must be `gold` or the folder of a POS run "
                               f"(holding {TAGGED.format(split='test')})")
+        try:
+            run = (read_config(folder) or {}).get("task", {})  # {} for a folder holding only prediction files
+        except Exception as e:  # a torn or hand-edited config.yaml
+            raise DataError(f"{folder}/config.yaml is unreadable ({e}); point task.pos_source at a finished POS run")
+        if run.get("name", "pos") != "pos":
+            raise ConfigError(f"task.pos_source={source} is a task={run['name']} run; point it at a task=pos run")
+        if run.get("tagset", "xpos") != "xpos":  # its file would hold predicted UPOS beside the gold XPOS
+            raise ConfigError(f"task.pos_source={source} predicted {run['tagset']} tags, but the parser reads XPOS; "
+                              "point it at a POS run with task.tagset=xpos")
         path = folder / TAGGED.format(split=split)
         if not path.is_file():
             if split == "test":
@@ -103,7 +129,11 @@ class ParseTask(Task):
                               "above 0 and task.word_dropout at least 0")
         if cfg.activation not in ACTIVATIONS:
             raise ConfigError(f"task.activation={cfg.activation} is unknown; use one of {', '.join(ACTIVATIONS)}")
-        self.gold = {split: read_conllu(self.conllu_path(split)) for split in SPLITS}
+        self.gold = {}
+        for split in SPLITS:
+            path = self.conllu_path(split)
+            self.gold[split] = read_split(path, "data_root, task.dataset and task.file_prefix")
+            check_trees(self.gold[split], path, cfg.labeled)
         self.vocabs = Vocabularies.build(self.gold["train"], cfg.min_word_count, cfg.labeled, cfg.normalize_words)
         counts = self.vocabs.words.counts
         self.word_drop_p = drop_probabilities(torch.tensor([counts.get(w, 0) for w in self.vocabs.words.items]),
@@ -116,7 +146,10 @@ class ParseTask(Task):
                                    for i, s in enumerate(self.gold[split])]
         self.train_feats, self.train_targets, self.skipped = oracle_examples(
             self.gold["train"], self.vocabs, self.transitions, cfg.labeled)
-        log.info("parse: %d training trees, %d skipped (non-projective or not single-rooted), %d transition "
+        if not len(self.train_targets):
+            raise DataError(f"{self.conllu_path('train')}: none of its {self.skipped} trees is projective, so the "
+                            "oracle has no training example; train on a treebank with projective trees")
+        log.info("parse: %d training trees, %d skipped (non-projective), %d transition "
                  "examples, %d transitions", len(self.gold["train"]) - self.skipped, self.skipped,
                  len(self.train_targets), len(self.transitions))
 

@@ -101,21 +101,49 @@ def is_projective(heads: list[int]) -> bool:
     return True
 
 
+def tree_problem(heads: list[int]) -> tuple[int, str] | None:
+    """Why heads is not a tree the arc-standard system builds, as (word, what to fix), or None if it is one.
+
+    heads[d] is the head of word d (heads[0] unused, NO_HEAD where the file has `_`). A tree: every word
+    has a head in 0..n other than itself, exactly one word hangs from ROOT, and every word's chain of
+    heads reaches ROOT (no cycle). Linear in n.
+    """
+    n = len(heads) - 1
+    for d in range(1, n + 1):
+        h = heads[d]
+        if h == NO_HEAD:
+            return d, "HEAD is `_` (no tree); the parser needs a HEAD for every word, so give it a treebank with trees"
+        if not 0 <= h <= n:
+            return d, (f"HEAD {h} is outside 0..{n} (the sentence has {n} words); give the ID of the word's head, "
+                       "or 0 for the root")
+        if h == d:
+            return d, f"word {d} is its own head; give the ID of another word, or 0 for the root"
+    roots = [d for d in range(1, n + 1) if heads[d] == 0]
+    if not roots:
+        return 1, "no word of this sentence has HEAD 0; give its root word HEAD 0 (the parser builds one root)"
+    if len(roots) > 1:
+        return roots[1], (f"word {roots[1]} is a second root (HEAD 0, as word {roots[0]} is); the parser builds "
+                          "one root per sentence, so attach it to a word of the tree")
+    reaches_root = [False] * (n + 1)  # a word whose chain of heads is known to end at ROOT
+    reaches_root[0] = True
+    for d in range(1, n + 1):
+        path, on_path, node = [], set(), d
+        while not reaches_root[node]:
+            if node in on_path:
+                cycle = path[path.index(node):]
+                return min(cycle), (f"the HEADs of words {', '.join(map(str, sorted(cycle)))} form a cycle that "
+                                    "never reaches the root; fix the HEAD of one of them")
+            path.append(node)
+            on_path.add(node)
+            node = heads[node]
+        for w in path:
+            reaches_root[w] = True
+    return None
+
+
 def is_single_rooted_tree(heads: list[int]) -> bool:
     """Every word has a head in 0..n, exactly one word hangs from ROOT, and there are no cycles."""
-    n = len(heads) - 1
-    if any(not 0 <= h <= n or h == d for d, h in enumerate(heads) if d > 0):
-        return False
-    if sum(1 for h in heads[1:] if h == 0) != 1:
-        return False
-    for d in range(1, n + 1):
-        seen, node = 0, d
-        while node != 0:
-            node = heads[node]
-            seen += 1
-            if seen > n:
-                return False
-    return True
+    return tree_problem(heads) is None
 
 
 def oracle_steps(heads: list[int], labels: list[int]) -> Iterator[tuple[Configuration, tuple[int, int]]]:

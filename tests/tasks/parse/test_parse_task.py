@@ -141,6 +141,20 @@ def test_predicted_tags_must_match_the_treebank(tiny_treebank, make_cfg, tmp_pat
         train(make_cfg(tiny_overrides(tiny_treebank, f"task.pos_source={tmp_path}/nowhere")), tmp_path / "r2")
 
 
+@pytest.mark.parametrize("run_config, message", [
+    ("task:\n  name: pos\n  tagset: upos\n", "predicted upos tags, but the parser reads XPOS; point it at a POS run "
+                                             "with task.tagset=xpos"),
+    ("task:\n  name: parse\n", "is a task=parse run; point it at a task=pos run"),
+    ("task: [unclosed\n", "config.yaml is unreadable"),
+])
+def test_a_pos_source_run_must_have_predicted_xpos(tiny_treebank, make_cfg, tmp_path, run_config, message):
+    pos_run = tmp_path / "pos_run"
+    write_treebank(pos_run / "test.predicted.conllu", TREES)  # the right words: only its config tells UPOS apart
+    (pos_run / "config.yaml").write_text(run_config)
+    with pytest.raises((ConfigError, DataError), match=message):
+        train(make_cfg(tiny_overrides(tiny_treebank, f"task.pos_source={pos_run}")), tmp_path / "run")
+
+
 def test_an_unknown_activation_is_a_config_error(tiny_treebank, make_cfg, tmp_path):
     with pytest.raises(ConfigError, match="activation"):
         train(make_cfg(tiny_overrides(tiny_treebank, "task.activation=swish")), tmp_path / "run")
