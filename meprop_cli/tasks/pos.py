@@ -3,10 +3,14 @@
 Input per word: a 50-dim word embedding and seven 20-dim feature embeddings (190 dims, see
 pos_features); a BiLSTM (h per direction, meProp inside its gate products, see nn/lstm.py); a linear
 output layer over both directions (method.make_linear(..., "output"): full gradient unless topk_output).
-Tags: XPOS (Penn-style) or UPOS (task.tagset). Score: per-token accuracy, every token counted.
+Tags: XPOS (Penn-style) or UPOS (task.tagset). Score: per-token accuracy, every token counted: a dev or
+test token whose gold tag never occurs in training counts as wrong (the tagger cannot predict it), and
+load() says how many there are in the log and in result.json. A word whose tag is `_` (not annotated) is
+a DataError in any split: it would be learned or scored as a tag.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meprop_cli.data.conllu import Sentence, read_conllu, write_conllu
+from meprop_cli.data.conllu import Sentence, read_split, write_conllu
 from meprop_cli.data.paths import find_file
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
@@ -30,6 +34,8 @@ from meprop_cli.tasks.word_dropout import drop_probabilities, drop_words
 TAGSETS = ("xpos", "upos")
 SPLITS = ("train", "dev", "test")
 PREDICTIONS_FILE = "test.predicted.conllu"
+
+log = logging.getLogger("meprop")
 
 
 @dataclass
@@ -93,21 +99,37 @@ class PosTask(Task):
         self.sentences: dict[str, list[Sentence]] = {}
         self.encoded: dict[str, list[Encoded]] = {}
         self.eval_batches: dict[str, list[Batch]] = {}
+        self.unseen_tags: dict[str, Counter] = {}  # dev/test gold tags absent from train -> their tokens
 
     # -- data -------------------------------------------------------------------------------
     def load(self) -> None:
         for split in SPLITS:
             path = find_file(self.data_root, self.cfg.dataset, [self.cfg[f"{split}_file"]])
-            self.sentences[split] = read_conllu(path)
-            if not self.sentences[split]:
-                raise DataError(f"{path} holds no sentence; point task.{split}_file at a CoNLL-U file with data")
+            self.sentences[split] = read_split(path, f"task.{split}_file")
+            self.check_tags(self.sentences[split], path)
         self.build_vocabularies(self.sentences["train"])
         for split in SPLITS:
             self.encoded[split] = [self.encode(s) for s in self.sentences[split]]
+        for split in ("dev", "test"):
+            self.unseen_tags[split] = Counter(self.tag_of(t) for s in self.sentences[split] for t in s.tokens
+                                              if self.tags.id(self.tag_of(t)) < 0)
+            if self.unseen_tags[split]:
+                log.warning("pos: %s has %d token(s) whose gold tag never occurs in training (%s); they count as "
+                            "wrong", split, sum(self.unseen_tags[split].values()),
+                            ", ".join(f"{tag} ×{n}" for tag, n in self.unseen_tags[split].most_common()))
         self.eval_batches = {split: self.batches_in_length_order(split) for split in ("dev", "test")}
 
     def tag_of(self, token) -> str:
         return token.xpos if self.cfg.tagset == "xpos" else token.upos
+
+    def check_tags(self, sentences: list[Sentence], path: Path) -> None:
+        """Every word has a tag in the task's tag column: `_` would be learned or scored as one."""
+        for sentence in sentences:
+            for token, line in zip(sentence.tokens, sentence.lines):
+                if self.tag_of(token) == "_":
+                    raise DataError(f"{path}:{line}: the word has no {self.cfg.tagset.upper()} (`_`); tag every word, "
+                                    f"or train on the other tag column with task.tagset="
+                                    f"{'upos' if self.cfg.tagset == 'xpos' else 'xpos'}")
 
     def build_vocabularies(self, train: list[Sentence]) -> None:
         """Words, features and tags from the training sentences only."""
@@ -235,6 +257,8 @@ class PosTask(Task):
         for split in SPLITS:
             facts[f"{split}_sentences"] = len(self.encoded[split])
             facts[f"{split}_tokens"] = sum(len(e.tags) for e in self.encoded[split])
+        for split, unseen in self.unseen_tags.items():
+            facts[f"{split}_unseen_tag_tokens"] = sum(unseen.values())  # scored, always wrong
         return facts
 
 
