@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from meprop_cli.errors import ConfigError
 from meprop_cli.tasks.classification import TensorClassificationTask
 
 
@@ -12,7 +13,12 @@ class DigitsTask(TensorClassificationTask):
 
         digits = load_digits()
         x, y = digits.images.astype(np.float32), digits.target.astype(np.int64)
-        order = np.random.default_rng(self.cfg.split_seed).permutation(len(y))
         dev, test = self.cfg.dev_size, self.cfg.test_size
+        if dev < 1 or test < 1 or dev + test >= len(y):  # numpy would cut a negative or too large size silently
+            raise ConfigError(f"task.dev_size={dev} and task.test_size={test} must each be at least 1 and together "
+                              f"at most {len(y) - 1:,}, so that some of the {len(y):,} digits are left to train on")
+        if self.cfg.split_seed < 0:
+            raise ConfigError(f"task.split_seed={self.cfg.split_seed} must be 0 or more")
+        order = np.random.default_rng(self.cfg.split_seed).permutation(len(y))
         parts = {"dev": order[:dev], "test": order[dev:dev + test], "train": order[dev + test:]}
         self.set_splits({name: (x[idx], y[idx]) for name, idx in parts.items()}, scale=16.0)
