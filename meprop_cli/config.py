@@ -149,6 +149,8 @@ class TrainerConfig:
     progress: Progress = Progress.auto  # auto (bar on a terminal, log lines otherwise) | bar | log | none
     log_every_steps: int = 1000  # with plain log lines: one line every N updates
     checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder
+    checkpoint_every_steps: int = 0  # also save last.pt every N updates inside an epoch (0 = only at epoch ends)
+    checkpoint_every_minutes: float = 0.0  # also save last.pt inside an epoch once this long has passed (0 = off)
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
     average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
     max_loss: Optional[float] = 1000.0  # stop as failed when a batch's loss exceeds this or is not finite (null: only the latter)
@@ -230,7 +232,9 @@ BOUNDS: dict[str, Bound] = {
     "optim.weight_decay": NOT_NEGATIVE,
     "optim.lr_decay": Bound(0, 1, low_open=True, hint="1 keeps the learning rate constant"),
     "trainer.max_epochs": POSITIVE, "trainer.max_steps_per_epoch": POSITIVE, "trainer.eval_every_steps": NOT_NEGATIVE,
-    "trainer.threads": Bound(0, hint="0 is torch's default"), "trainer.log_every_steps": POSITIVE,
+    "trainer.threads": Bound(0, hint="0 is torch's default"),
+    "trainer.checkpoint_every_steps": Bound(0, hint="0 saves last.pt only at epoch ends"),
+    "trainer.checkpoint_every_minutes": Bound(0, hint="0 saves last.pt only at epoch ends"), "trainer.log_every_steps": POSITIVE,
     "trainer.average_decay": Bound(0, 1, high_open=True, hint="0 scores the weights as trained, 0.999 an average "
                                    "over about the last 1,000 updates"),
     "trainer.max_loss": Bound(0, low_open=True, hint="null stops only on a loss that is not finite"),

@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Data is missing, unreadable or corrupt."""
+
+
+class OutputError(UserError):
+    """A file could not be written: no space left, no permission, or its folder is not a folder."""

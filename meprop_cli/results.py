@@ -11,13 +11,17 @@ read_benchmark() reads the synthetic-speed benchmark's records (BENCH_COLUMNS).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
+
+from meprop_cli.errors import OutputError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -64,14 +68,48 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+# Fault injection for the tests of what a kill leaves behind: MEPROP_KILL_BEFORE_RENAME=NAME[:N] sends this process
+# SIGKILL when the N-th (default first) complete temp file of NAME (e.g. last.pt) is about to replace NAME.
+KILL_BEFORE_RENAME = "MEPROP_KILL_BEFORE_RENAME"
+_renames: dict[str, int] = {}
+
+
+def _fault_point(path: Path) -> None:
+    wanted = os.environ.get(KILL_BEFORE_RENAME)
+    if not wanted:
+        return
+    name, _, nth = wanted.partition(":")
+    if path.name == name:
+        _renames[name] = _renames.get(name, 0) + 1
+        if _renames[name] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file to write that replaces `path` only once it is complete: on any failure (disk full, an exception,
+    a signal) the temp file is removed and `path` keeps what it held. An OSError becomes one sentence."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        _fault_point(path)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError):
+            raise OutputError(f"could not write {path}: {e.strerror or e}") from None
+        raise
+
+
+def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    with atomic_file(path) as f:
         json.dump(_clean(record), f, indent=2, sort_keys=False)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_result(run_dir: Path, record: dict[str, Any]) -> None:

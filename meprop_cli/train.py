@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import itertools
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -43,6 +45,23 @@ from meprop_cli.updates import UpdateMeter
 log = logging.getLogger("meprop")
 
 PHASES = ("forward_s", "backward_s", "linear_backward_s", "update_s")
+
+
+@dataclass
+class EpochProgress:
+    """How far the running epoch is: what a checkpoint inside an epoch keeps, so that the epoch continues exactly.
+
+    The batches already trained are not stored: a resumed epoch draws its order again from the generator as the
+    epoch began and skips them (the tasks draw every random choice of a batch from that generator)."""
+
+    epoch: int
+    generator_state: torch.Tensor  # the data order's generator when the epoch began
+    steps: int = 0
+    examples: int = 0
+    loss_sum: float = 0.0
+    times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    linear_backward_s: float = 0.0  # the linear backward seconds so far (kept by the ops' timer while it runs)
+    updates: dict[str, Any] | None = None  # the update meter's sums so far (trainer.track_updates)
 
 
 def seed_everything(seed: int) -> None:
@@ -97,7 +116,7 @@ def read_hidden_from(run_dir: str) -> list[int]:
 # What a resumed run may set differently from the run it continues: how long, how fast, how it reports,
 # and where the data is. Anything else would mix two settings in one result.
 RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.threads", "trainer.progress", "trainer.log_every_steps",
-                     "data_root", "trainer.resume")
+                     "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes", "data_root", "trainer.resume")
 
 
 def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -146,6 +165,8 @@ class Run:
         self.best_sizes: list[int] | None = None  # hidden sizes of best_state
         self.started = time.perf_counter()
         self.elapsed_before = 0.0  # wall time of earlier sessions of a resumed run
+        self.resumed_epoch: EpochProgress | None = None  # an epoch last.pt was saved inside of, to continue
+        self.last_saved = time.monotonic()  # when last.pt was last written (trainer.checkpoint_every_minutes)
 
     # -- setup ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -236,19 +257,27 @@ class Run:
 
     def train_epoch(self, epoch: int) -> None:
         cfg = self.cfg.trainer
-        self.apply(self.method.on_epoch_start(epoch))
+        progress, self.resumed_epoch = self.resumed_epoch, None
+        if progress is None:
+            self.apply(self.method.on_epoch_start(epoch))
+            progress = EpochProgress(epoch, self.generator.get_state())
+        else:  # continuing inside the epoch: on_epoch_start ran before the checkpoint, its effects are in last.pt
+            self.generator.set_state(progress.generator_state)
         lr = self.set_epoch_lr(epoch)
         steps_in_epoch = self.task.steps_per_epoch() or 0
         if cfg.max_steps_per_epoch:
             steps_in_epoch = min(steps_in_epoch, cfg.max_steps_per_epoch) if steps_in_epoch else cfg.max_steps_per_epoch
-        times = dict.fromkeys(PHASES, 0.0)
+        times = progress.times
         linear_backward_timer.reset()
-        examples, loss_sum, steps = 0, 0.0, 0
+        linear_backward_timer.seconds = progress.linear_backward_s
+        examples, loss_sum, steps = progress.examples, progress.loss_sum, progress.steps
         batches = self.task.train_batches(self.generator)
+        for _ in itertools.islice(batches, steps):  # draw the batches trained before the checkpoint, and drop them
+            pass
         bar = None
         if use_progress_bar(cfg.progress):
             total = cfg.max_steps_per_epoch or None
-            bar = batches = tqdm(batches, desc=f"epoch {epoch}", total=total, leave=False, unit="batch")
+            bar = batches = tqdm(batches, desc=f"epoch {epoch}", total=total, initial=steps, leave=False, unit="batch")
         for batch in batches:
             PendingSignal.raise_if_pending()
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
@@ -280,6 +309,9 @@ class Run:
             if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
                 with self.scored_weights():
                     self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
+            if self.checkpoint_due():  # after the evaluation above: last.pt then holds it (and metrics.jsonl agrees)
+                progress.steps, progress.examples, progress.loss_sum = steps, examples, loss_sum
+                self.save_last(progress)
         if bar is not None:
             bar.close()
         self.method.on_epoch_end(epoch)
@@ -405,21 +437,35 @@ class Run:
         """sizes: the hidden sizes the weights have, so that a pruned model can be rebuilt to load them."""
         payload = {"model": weights, "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
                    "task_state": self.task.state(), "hidden": self.method.hidden, "sizes": sizes, **extra}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        with results.atomic_file(path, "wb") as f:
+            torch.save(payload, f)
 
-    def save_last(self) -> None:
+    def checkpoint_due(self) -> bool:
+        """Whether to save last.pt inside the epoch now (trainer.checkpoint_every_steps / _minutes)."""
+        cfg = self.cfg.trainer
+        return cfg.checkpoint and (bool(cfg.checkpoint_every_steps) and self.step % cfg.checkpoint_every_steps == 0
+                                   or bool(cfg.checkpoint_every_minutes)
+                                   and time.monotonic() - self.last_saved >= 60 * cfg.checkpoint_every_minutes)
+
+    def save_last(self, progress: EpochProgress | None = None) -> None:
+        """last.pt: everything a resumed run needs to continue exactly, after an epoch or (progress) inside one."""
         if not self.cfg.trainer.checkpoint:
             return
+        if progress is not None:
+            progress.linear_backward_s = linear_backward_timer.seconds
+            progress.updates = self.updates.state_dict() if self.updates is not None else None
+        metrics = self.run_dir / results.METRICS_FILE
         self.save_checkpoint(
             self.run_dir / results.LAST_CHECKPOINT, self.model.state_dict(), sizes_of(self.model),
+            progress=asdict(progress) if progress is not None else None,
+            metrics_bytes=metrics.stat().st_size if metrics.exists() else 0,
             optimizer=self.optimizer.state_dict(), selection=selection_state_dict(self.model),
             method=self.method.state_dict(), best_sizes=self.best_sizes, epoch=self.epoch, step=self.step, examples=self.examples,
             totals=self.totals, best_dev=self.best_dev, best_state=self.best_state, record=self.record,
             average=self.average.state_dict() if self.average is not None else None,
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
             elapsed=self.elapsed_before + time.perf_counter() - self.started)
+        self.last_saved = time.monotonic()
 
     def read_last(self) -> dict[str, Any]:
         path = self.run_dir / results.LAST_CHECKPOINT
@@ -448,7 +494,24 @@ class Run:
         self.generator.set_state(last["generator"])
         torch.set_rng_state(last["torch_rng"])
         self.elapsed_before = last["elapsed"]
-        log.info("resumed from %s after epoch %d", path, self.epoch)
+        if last.get("progress"):
+            self.resumed_epoch = EpochProgress(**last["progress"])
+            if self.updates is not None and self.resumed_epoch.updates is not None:
+                self.updates.load_state_dict(self.resumed_epoch.updates)
+        self.cut_metrics(last.get("metrics_bytes"))
+        where = (f"inside epoch {self.epoch + 1}, after its step {self.resumed_epoch.steps}" if self.resumed_epoch
+                 else f"after epoch {self.epoch}")
+        log.info("resumed from %s %s", path, where)
+
+    def cut_metrics(self, saved_bytes: int | None) -> None:
+        """metrics.jsonl as it was when last.pt was saved: a kill after an evaluation was written but before its
+        checkpoint was complete would otherwise list that evaluation twice once the run is continued."""
+        path = self.run_dir / results.METRICS_FILE
+        if saved_bytes is None or not path.exists() or path.stat().st_size <= saved_bytes:
+            return
+        with open(path, "r+b") as f:
+            f.truncate(saved_bytes)
+        log.info("%s cut back to the evaluations last.pt knows of", path)
 
 
 class Terminated(KeyboardInterrupt):

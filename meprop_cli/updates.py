@@ -43,6 +43,13 @@ class UpdateMeter:
         self.total += sum(sizes) / sum(self.numels)
         self.updates += 1
 
+    def state_dict(self) -> dict:
+        """The epoch's sums so far (a checkpoint inside an epoch)."""
+        return {"sums": dict(self.sums), "total": self.total, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.total, self.updates = dict(state["sums"]), state["total"], state["updates"]
+
     def epoch_fields(self) -> dict:
         """The epoch's means for metrics.jsonl; starts the next epoch's."""
         if not self.updates:

@@ -84,7 +84,9 @@ class ActivityMemory:
         self.last.index_copy_(0, ids, a.detach().to(self.last.dtype))
 
     def state_dict(self) -> dict:
-        return {"grad_sum": self.grad_sum, "last": self.last}
+        # acting and the counts matter to a checkpoint taken inside an epoch (trainer.checkpoint_every_steps)
+        return {"grad_sum": self.grad_sum, "last": self.last, "acting": self.acting,
+                "active_pairs": self.active_pairs, "pairs": self.pairs}
 
     def load_state_dict(self, state: dict) -> None:
         if state["grad_sum"].shape != self.grad_sum.shape:
@@ -92,6 +94,8 @@ class ActivityMemory:
                              f"{tuple(self.grad_sum.shape)}")
         self.grad_sum.copy_(state["grad_sum"])
         self.last.copy_(state["last"])
+        self.acting = state.get("acting", False)
+        self.active_pairs, self.pairs = state.get("active_pairs", 0), state.get("pairs", 0)
 
 
 class MeActLinearFunction(torch.autograd.Function):
