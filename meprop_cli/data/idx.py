@@ -56,7 +56,7 @@ def read_mnist_file(root: str | Path, stem: str) -> np.ndarray:
         wrong = np.flatnonzero(array >= N_CLASSES)
         if len(wrong):
             raise DataError(f"{path}: label {array[wrong[0]]} at index {wrong[0]} is outside 0..{N_CLASSES - 1} "
-                            f"({len(wrong)} such labels); {REFETCH}")
+                            f"({len(wrong)} label(s) out of range); {REFETCH}")
     return array
 
 

@@ -17,8 +17,6 @@ class DigitsTask(TensorClassificationTask):
         if dev < 1 or test < 1 or dev + test >= len(y):  # numpy would cut a negative or too large size silently
             raise ConfigError(f"task.dev_size={dev} and task.test_size={test} must each be at least 1 and together "
                               f"at most {len(y) - 1:,}, so that some of the {len(y):,} digits are left to train on")
-        if self.cfg.split_seed < 0:
-            raise ConfigError(f"task.split_seed={self.cfg.split_seed} must be 0 or more")
         order = np.random.default_rng(self.cfg.split_seed).permutation(len(y))
         parts = {"dev": order[:dev], "test": order[dev:dev + test], "train": order[dev + test:]}
         self.set_splits({name: (x[idx], y[idx]) for name, idx in parts.items()}, scale=16.0)

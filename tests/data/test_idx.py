@@ -67,7 +67,7 @@ def test_a_label_outside_0_to_9_names_the_file_and_index(tmp_path):
     (tmp_path / "mnist").mkdir()
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: label 12 at index 7 is outside 0\.\.9 "
-                                        r"\(2 such labels\); delete it and run `meprop data fetch mnist`"):
+                                        r"\(2 label\(s\) out of range\); delete it and run `meprop data fetch mnist`"):
         read_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
 
 

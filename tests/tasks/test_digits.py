@@ -13,7 +13,6 @@ from meprop_cli.tasks import build_task
     (["task.dev_size=900", "task.test_size=897"], "task.dev_size=900 and task.test_size=897 must"),
     (["task.test_size=-1"], "task.test_size=-1 must each be at least 1"),
     (["task.dev_size=0"], "task.dev_size=0 and"),
-    (["task.split_seed=-1"], "task.split_seed=-1 must be 0 or more"),
 ])
 def test_a_split_that_cannot_be_made_is_a_config_error(make_cfg, tmp_path, overrides, message):
     cfg = make_cfg(["task=digits", *overrides])
