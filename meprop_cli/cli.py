@@ -32,6 +32,26 @@ def test_score(record: dict) -> float | None:
     return record["test"][metric] if metric else None
 
 
+def hydra_error(e: Exception) -> str:
+    """One line from a Hydra composition error, whose text spans lines: what failed, why, and the choices (the
+    schemas' base_* entries are left out of those: they are not choices)."""
+    lines = str(e).strip().splitlines()
+    why = str(e.__cause__).strip().splitlines()[0] if e.__cause__ is not None else ""
+    choices, listing = [], False
+    for line in lines[1:]:
+        if line.startswith("Available options"):
+            listing = True
+        elif listing and line.startswith("\t"):
+            if not line.strip().startswith("base_"):
+                choices.append(line.strip())
+        elif listing and line.strip():
+            listing = False
+    message = lines[0].rstrip(".:") + (f": {why}" if why else "")
+    if not why and not choices and len(lines) > 1:  # e.g. "Key 'x' not in 'TrainerConfig'" on its own line
+        message += ": " + "; ".join(line.strip() for line in lines[1:3] if line.strip() and "full_key" not in line)
+    return message + (f"; use one of {', '.join(choices)}" if choices else "")
+
+
 def fail(message: str, code: int = 2) -> None:
     print(f"meprop: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -42,6 +62,9 @@ def train_command(argv: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
+
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from meprop_cli import results
     from meprop_cli.config import register_configs
@@ -83,7 +106,14 @@ def train_command(argv: list[str]) -> None:
         return test_score(record)
 
     sys.argv = ["meprop train", *argv]
-    app()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: the errors below become one sentence
+    try:
+        app()
+    except (CompactHydraException, OmegaConfBaseException) as e:  # a key, type or choice Hydra could not compose
+        fail(hydra_error(e))
+    except OSError as e:  # Hydra creates the run folder (and its .hydra/ and log) before training starts
+        fail(f"cannot write {e.filename or 'the run folder'}: {e.strerror or e}; choose a writable hydra.run.dir "
+             "(hydra.sweep.dir for a sweep)")
     if failed:
         fail(f"{len(failed)} job(s) of the sweep failed; their result.json says why: {', '.join(failed)}", 1)
 

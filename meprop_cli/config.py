@@ -5,12 +5,13 @@ the config, and values that are well typed but inconsistent fail in validate() w
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from meprop_cli.errors import ConfigError
 from meprop_cli.ops import MODES
@@ -172,7 +173,20 @@ class Config:
     hidden_from: Optional[str] = None  # a run folder: start at the hidden sizes its tested model had (meSimp)
 
 
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+
+
+def short_name(name: str, limit: int = NAME_MAX - 40) -> str:
+    """A sweep job's folder name, kept below the file system's limit (the job number is put in front): a longer
+    one keeps its start and ends in a hash of the whole, so the same overrides always give the same folder."""
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name.encode()[:limit - 13].decode(errors="ignore") + "-" + digest
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("short_name", short_name, replace=True)  # conf/config.yaml: hydra.sweep.subdir
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_digits", node=DigitsTaskConfig)
@@ -249,8 +263,6 @@ BOUNDS: dict[str, Bound] = {
 
 
 def check_bounds(cfg: Any) -> None:
-    from omegaconf import OmegaConf
-
     for key, bound in BOUNDS.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:

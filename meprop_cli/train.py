@@ -228,8 +228,10 @@ class Run:
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        trained = False  # set up, and training has begun: there is a model to score
         try:
             self.setup()
+            trained = True
             log.info("%s / %s: hidden %s, k %s, k_output %s, %d parameters", self.record["task"],
                      self.record["method"], self.method.hidden, self.method.k, self.method.k_output,
                      self.record["params"])
@@ -239,8 +241,18 @@ class Run:
         except KeyboardInterrupt as e:
             PendingSignal.clear()  # handled here: the checks in finish's evaluation must not raise it again
             self.record[results.INTERRUPTED_BY] = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-            self.finish(error=f"interrupted during epoch {self.epoch + 1}; dev and test are those of the best "
-                              f"epoch so far; resume with trainer.resume=true hydra.run.dir={self.run_dir}")
+            if not trained:
+                self.record["error"] = "interrupted while setting up, before training began; nothing was trained"
+                self.write()
+                return self.record
+            error = (f"interrupted during epoch {self.epoch + 1}; dev and test are those of the best epoch so far; "
+                     f"resume with trainer.resume=true hydra.run.dir={self.run_dir}")
+            try:
+                self.finish(error=error)
+            except KeyboardInterrupt:  # a second Ctrl-C while test is scored: stop scoring, still keep the record
+                PendingSignal.clear()
+                self.record.update(status="failed", error=f"{error}; a second interrupt stopped the scoring of test")
+                self.write()
         except Diverged as e:  # scored like an interruption (the best epoch so far), then reported as bad input
             self.finish(error=str(e))
             raise UserError(str(e)) from None

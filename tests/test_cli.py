@@ -54,6 +54,43 @@ def test_user_errors_are_one_line_and_exit_non_zero(tmp_path):
     assert result["status"] == "failed" and "topk=1000" in result["error"]
 
 
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=abc", "Error merging override trainer.max_epochs=abc: Value 'abc' of type 'str' could not be "
+                               "converted to Integer"),
+    ("trainer.nosuch=1", "Could not override 'trainer.nosuch': Key 'nosuch' not in 'TrainerConfig'"),
+    ("task=nosuch", "Could not find 'task/nosuch'; use one of digits, mnist_cnn, mnist_mlp, parse, pos"),
+    ("task.activation=soft", "Invalid value 'soft', expected one of [relu, tanh, sigmoid, cube]"),
+    ("topk=[1,", "no viable alternative at input '[1,'"),
+])
+def test_a_config_hydra_cannot_compose_is_one_line_and_exit_2(tmp_path, override, message):
+    proc = run_meprop(["train", override, f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("meprop: error: ") and message in line and "base_" not in line
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    proc = run_meprop(["train", f"hydra.run.dir={tmp_path / 'a_file' / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"meprop: error: cannot write {tmp_path / 'a_file' / 'run'}: Not a directory; "
+                                   "choose a writable hydra.run.dir (hydra.sweep.dir for a sweep)")
+
+
+def test_a_sweep_job_whose_overrides_make_a_name_too_long_for_a_folder_gets_a_hashed_one(tmp_path):
+    from meprop_cli.config import NAME_MAX, short_name
+
+    long_hidden = "task.hidden=[" + ",".join(["7"] * 150) + "]"
+    proc = run_meprop(["train", "-m", long_hidden, "trainer.max_epochs=1", "trainer.max_steps_per_epoch=2",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [job] = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]
+    assert len(job.name.encode()) < NAME_MAX and job.name.startswith("0_task.hidden=[7,7,")
+    assert (job / "result.json").is_file()
+    assert short_name("x" * 1000) == short_name("x" * 1000) != short_name("x" * 999 + "y")  # stable: re-runs find it
+    assert short_name("topk=5") == "topk=5"
+
+
 def test_missing_data_names_the_setting(tmp_path):
     proc = run_meprop(["train", "task=mnist_mlp", f"data_root={tmp_path / 'nowhere'}",
                        f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)

@@ -92,6 +92,43 @@ def test_interrupted_run_keeps_its_best_and_resumes(make_cfg, tmp_path, monkeypa
     assert [line["epoch"] for line in results.read_metrics(tmp_path / "cut")] == [1, 2, 3]
 
 
+def test_an_interrupt_while_setting_up_writes_a_failed_result_without_scoring(make_cfg, tmp_path, monkeypatch):
+    from meprop_cli.tasks.digits import DigitsTask
+
+    def load(self):
+        raise KeyboardInterrupt  # as a Ctrl-C or SIGTERM arriving while the data loads
+
+    monkeypatch.setattr(DigitsTask, "load", load)
+    record = train(make_cfg(["trainer.progress=none"]), tmp_path)
+    assert record[results.INTERRUPTED_BY] == "SIGINT" and record["status"] == "failed"
+    assert "interrupted while setting up" in record["error"] and record["test"] == {}
+    assert results.read_result(tmp_path)["error"] == record["error"]
+
+
+def test_a_second_interrupt_while_test_is_scored_still_writes_the_result(make_cfg, tmp_path, monkeypatch):
+    import meprop_cli.train as trainer
+
+    original_step, original_evaluate, steps = trainer.timed_step, trainer.evaluate, [0]
+
+    def timed_step(*args):
+        steps[0] += 1
+        if steps[0] == 130:  # epoch 2
+            raise KeyboardInterrupt
+        return original_step(*args)
+
+    def evaluate(task, model, split):
+        if split == "test":
+            raise KeyboardInterrupt  # the second Ctrl-C
+        return original_evaluate(task, model, split)
+
+    monkeypatch.setattr(trainer, "timed_step", timed_step)
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    record = train(make_cfg(["trainer.max_epochs=2", "trainer.progress=none"]), tmp_path)
+    saved = results.read_result(tmp_path)
+    assert saved["status"] == "failed" and "a second interrupt stopped the scoring of test" in saved["error"]
+    assert saved["dev"] and saved["best_epoch"] == 1 and record[results.INTERRUPTED_BY] == "SIGINT"
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(make_cfg, tmp_path):
     from meprop_cli.errors import UserError
 
