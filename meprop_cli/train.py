@@ -190,7 +190,8 @@ class Run:
                                 f"command changes {', '.join(changed)}; drop those overrides (only "
                                 f"{', '.join(RESUME_MAY_CHANGE[:-1])} may change) or train into a new folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.run_dir / results.CONFIG_FILE, resolve=True)
+        with results.atomic_file(self.run_dir / results.CONFIG_FILE) as f:
+            f.write(OmegaConf.to_yaml(cfg, resolve=True))
         self.task.load()
         self.model = self.task.build_model(self.method)
         self.initial_sizes = sizes_of(self.model)
