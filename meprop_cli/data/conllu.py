@@ -72,12 +72,15 @@ def _is_range_or_empty_node(token_id: str) -> bool:
 def _not_utf8(path: Path) -> DataError:
     """The error for a file that does not decode as UTF-8, naming the line of the first bad byte."""
     raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        return DataError(f"{path} is gzip-compressed; decompress it (`gunzip`) and give the .conllu file")
+    source = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin1"  # for the example command
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         return DataError(f"{path}:{line}: is not UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8 "
-                         "(for example `iconv -f latin1 -t utf-8`)")
+                         f"(for example `iconv -f {source} -t utf-8`)")
     return DataError(f"{path} is not UTF-8; save the file as UTF-8")
 
 
@@ -135,10 +138,11 @@ def read_split(path: str | os.PathLike, setting: str) -> list[Sentence]:
 
 
 def write_conllu(path: str | os.PathLike, sentences: list[Sentence]) -> None:
-    """Write sentences (syntactic words only) with their comments; written to a temp file, then renamed."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    """Write sentences (syntactic words only) with their comments, through the one atomic writer: a temp file
+    renamed over path, removed on failure (OutputError, one sentence)."""
+    from meprop_cli.results import atomic_file
+
+    with atomic_file(Path(path)) as out:
         for sentence in sentences:
             for comment in sentence.comments:
                 out.write(comment + "\n")
@@ -146,4 +150,3 @@ def write_conllu(path: str | os.PathLike, sentences: list[Sentence]) -> None:
                 head = "_" if t.head < 0 else str(t.head)
                 out.write("\t".join([str(t.id), t.form, t.lemma, t.upos, t.xpos, t.feats, head, t.deprel, t.deps, t.misc]) + "\n")
             out.write("\n")
-    os.replace(tmp, path)

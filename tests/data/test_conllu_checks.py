@@ -22,6 +22,15 @@ def test_latin1_bytes_name_the_line_and_say_to_save_as_utf8(tmp_path):
         read_conllu(path)
 
 
+def test_gzip_and_utf16_files_say_what_they_are(tmp_path):
+    import gzip
+
+    with pytest.raises(DataError, match=r"x\.conllu is gzip-compressed; decompress it"):
+        read_conllu(write(tmp_path, gzip.compress(WORD.encode())))
+    with pytest.raises(DataError, match=r"y\.conllu:1: is not UTF-8 \(byte 0xff\); .*iconv -f utf-16 -t utf-8"):
+        read_conllu(write(tmp_path, (WORD + "\n").encode("utf-16"), "y.conllu"))
+
+
 def test_a_byte_order_mark_windows_line_ends_and_blank_lines_of_spaces_are_read(tmp_path):
     text = "\ufeff# sent_id = 1\r\n" + WORD + "\r\n \t \r\n" + WORD + "\r\n"
     sentences = read_conllu(write(tmp_path, text))
