@@ -82,3 +82,17 @@ def test_an_empty_split_and_a_train_set_without_projective_trees_are_errors(tmp_
     write_treebank(folder / "en_ewt-ud-train.conllu", [NONPROJECTIVE, NONPROJECTIVE])
     with pytest.raises(DataError, match=r"train\.conllu: none of its 2 trees is projective"):
         load(tmp_path / "data", make_cfg)
+
+
+def test_the_cli_prints_a_bad_dev_tree_as_one_line_and_exits_2(tmp_path):
+    from conftest import run_meprop
+
+    root = tmp_path / "data"
+    for name in ("train", "dev", "test"):
+        trees = [TREES[0], with_head(with_head(TREES[1], 1, 2), 2, 1)] if name == "dev" else TREES
+        write_treebank(root / "ud-english-ewt" / f"en_ewt-ud-{name}.conllu", trees)
+    done = run_meprop(["train", *tiny_overrides(root), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    dev = root / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"meprop: error: {dev}:8: the HEADs of words 1, 2 form a cycle that never "
+                                   "reaches the root; fix the HEAD of one of them")
