@@ -10,10 +10,9 @@ import torch
 
 from meprop_cli.cli import main
 from meprop_cli.data.conllu import read_conllu
-from meprop_cli.errors import ConfigError
 from meprop_cli.methods import build_method
 from meprop_cli.tasks import build_task
-from meprop_cli.tasks.pos import PREDICTIONS_FILE, PosTask, load_tagger, tag_sentences
+from meprop_cli.tasks.pos import PREDICTIONS_FILE, load_tagger, tag_sentences
 from meprop_cli.train import train
 
 from conftest import run_meprop
@@ -88,12 +87,6 @@ def test_meprop_method_puts_k_in_every_gate_and_full_output(make_cfg, tiny_root)
     for direction in model.lstm.layers[0]:
         assert direction.sparsity.k == 2 and direction.sparsity.mode == "topk"
     assert model.output.sparsity is None
-
-
-def test_unknown_tagset_is_a_config_error(make_cfg, tiny_root):
-    cfg = make_cfg([*TINY, "task.tagset=ptb"])
-    with pytest.raises(ConfigError, match="task.tagset"):
-        PosTask(cfg.task, tiny_root)
 
 
 def test_vocabularies_come_from_train_and_tags_from_the_chosen_column(make_cfg, tiny_root):

@@ -155,11 +155,6 @@ def test_a_pos_source_run_must_have_predicted_xpos(tiny_treebank, make_cfg, tmp_
         train(make_cfg(tiny_overrides(tiny_treebank, f"task.pos_source={pos_run}")), tmp_path / "run")
 
 
-def test_an_unknown_activation_is_a_config_error(tiny_treebank, make_cfg, tmp_path):
-    with pytest.raises(ConfigError, match="activation"):
-        train(make_cfg(tiny_overrides(tiny_treebank, "task.activation=swish")), tmp_path / "run")
-
-
 def test_missing_treebank_says_how_to_get_it(tmp_path, make_cfg):
     with pytest.raises(DataError, match="meprop data fetch ewt"):
         train(make_cfg(tiny_overrides(tmp_path)), tmp_path / "run")
