@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from meprop_cli.errors import ConfigError
+from meprop_cli.nn.linear import INITS
 from meprop_cli.ops import MODES
 from meprop_cli.ops.activations import ACTIVATIONS
 from meprop_cli.ops.meact import MEMORY_DTYPES
@@ -27,6 +28,9 @@ MemoryDtype = StrEnum("MemoryDtype", {name: name for name in MEMORY_DTYPES})
 TagSet = StrEnum("TagSet", {"xpos": "xpos", "upos": "upos"})
 OptimizerName = StrEnum("OptimizerName", {name: name for name in ("adam", "adagrad", "sgd")})
 Progress = StrEnum("Progress", {name: name for name in ("auto", "bar", "log", "none")})
+Init = StrEnum("Init", {name: name for name in INITS})
+BiasGrad = StrEnum("BiasGrad", {"sparse": "sparse", "dense": "dense"})
+LossReduction = StrEnum("LossReduction", {"mean": "mean", "sum": "sum"})
 
 
 @dataclass
@@ -41,6 +45,7 @@ class TaskConfig:
     topk_output: Optional[int] = None  # the task's default k for the output layer (null = full gradient)
     adagrad_lr: float = 0.1  # AdaGrad learning rate of the papers for this task
     average_decay: float = 0.0  # the task's default for trainer.average_decay (0 = score the weights as trained)
+    init: Init = Init.torch  # linear layers start as torch's nn.Linear | lancopku_csharp | lancopku_pytorch (docs)
 
 
 @dataclass
@@ -109,6 +114,7 @@ class MethodConfig:
     mode: Optional[Mode] = None  # meProp selection: topk | unified | random; null = full back propagation
     hidden_is_k: bool = False  # small-hidden baseline: every hidden layer gets size topk, trained normally
     conv_topk: bool = False  # meProp-CNN: keep topk_ratio of each conv feature map's output gradient
+    bias_grad: BiasGrad = BiasGrad.sparse  # meProp's bias gradient: the kept entries only | dense (the authors' code)
 
 
 @dataclass
@@ -139,6 +145,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     sparse_update: bool = False  # update only the rows meProp gave gradient (lazy Adam/AdaGrad, optim.py)
     lr_decay: float = 1.0  # epoch e trains at lr · lr_decay^(e−1); 1 keeps it constant (the papers)
+    clip: Optional[float] = None  # clip every gradient element to ±clip before the step (the C# code: 5); null = off
 
 
 @dataclass
@@ -155,6 +162,7 @@ class TrainerConfig:
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
     average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
     max_loss: Optional[float] = 1000.0  # stop as failed when a batch's loss exceeds this or is not finite (null: only the latter)
+    loss_reduction: LossReduction = LossReduction.mean  # back-propagate the batch's mean loss | sum (the C# code)
     track_updates: bool = False  # write the mean |Δw| per parameter per update of each epoch to metrics.jsonl (meAct's figure)
 
 
@@ -243,7 +251,7 @@ BOUNDS: dict[str, Bound] = {
     "task.embed_init": ABOVE_ZERO,
     "task.channels": POSITIVE, "task.kernel_size": POSITIVE,
     "optim.lr": ABOVE_ZERO, "optim.eps": ABOVE_ZERO, "optim.betas": SHARE, "optim.momentum": NOT_NEGATIVE,
-    "optim.weight_decay": NOT_NEGATIVE,
+    "optim.weight_decay": NOT_NEGATIVE, "optim.clip": ABOVE_ZERO,
     "optim.lr_decay": Bound(0, 1, low_open=True, hint="1 keeps the learning rate constant"),
     "trainer.max_epochs": POSITIVE, "trainer.max_steps_per_epoch": POSITIVE, "trainer.eval_every_steps": NOT_NEGATIVE,
     "trainer.threads": Bound(0, hint="0 is torch's default"),

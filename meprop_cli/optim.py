@@ -40,6 +40,14 @@ def build_optimizer(cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+@torch.no_grad()
+def clip_elements(params: Iterable[torch.Tensor], bound: float) -> None:
+    """Clamp every gradient element to ±bound before the step (optim.clip; the C# code's ClipBound, 5)."""
+    for p in params:
+        if p.grad is not None:
+            (p.grad._values() if p.grad.is_sparse else p.grad).clamp_(-bound, bound)
+
+
 def rows_of(grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(rows, one gradient row per entry of rows) of a sparse row gradient; (None, grad) for a dense one."""
     if not grad.is_sparse:

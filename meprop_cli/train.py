@@ -35,9 +35,10 @@ from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import TrainerConfig, ignored_options, validate
 from meprop_cli.errors import UserError
 from meprop_cli.methods import Change, Method, Step, build_method
+from meprop_cli.nn.linear import use_init
 from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load_selection_state_dict,
                                   selection_state_dict, sizes_of)
-from meprop_cli.optim import build_optimizer
+from meprop_cli.optim import build_optimizer, clip_elements
 from meprop_cli.ops import linear_backward_timer
 from meprop_cli.tasks import Task, build_task
 from meprop_cli.updates import UpdateMeter
@@ -79,13 +80,18 @@ def evaluate(task: Task, model: torch.nn.Module, split: str) -> dict[str, float]
 
 
 def timed_step(task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any,
-               times: dict[str, float]) -> tuple[torch.Tensor, int]:
-    """One update; adds its forward, backward and update seconds to times. Returns (loss, examples)."""
+               times: dict[str, float], sum_loss: bool = False, clip: float | None = None) -> tuple[torch.Tensor, int]:
+    """One update; adds its forward, backward and update seconds to times. Returns (mean loss, examples).
+
+    sum_loss: back-propagate the batch's summed loss, n times the mean (trainer.loss_reduction=sum);
+    clip: clamp every gradient element to ±clip before the step (optim.clip)."""
     t0 = time.perf_counter()
     loss, n = task.loss(model, batch)
     t1 = time.perf_counter()
-    loss.backward()
+    (loss * n if sum_loss else loss).backward()
     t2 = time.perf_counter()
+    if clip is not None:
+        clip_elements(model.parameters(), clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     t3 = time.perf_counter()
@@ -194,6 +200,8 @@ class Run:
             f.write(OmegaConf.to_yaml(cfg, resolve=True))
         self.task.load()
         self.model = self.task.build_model(self.method)
+        if cfg.task.get("init", "torch") != "torch":  # torch's is how the layers start: no second draw for it
+            use_init(self.model, cfg.task.init)
         self.initial_sizes = sizes_of(self.model)
         if sizes_wanted is not None:
             self.start_at_sizes(sizes_wanted)
@@ -281,6 +289,7 @@ class Run:
         if cfg.max_steps_per_epoch:
             steps_in_epoch = min(steps_in_epoch, cfg.max_steps_per_epoch) if steps_in_epoch else cfg.max_steps_per_epoch
         times = progress.times
+        sum_loss = cfg.get("loss_reduction", "mean") == "sum"
         linear_backward_timer.reset()
         linear_backward_timer.seconds = progress.linear_backward_s
         examples, loss_sum, steps = progress.examples, progress.loss_sum, progress.steps
@@ -298,7 +307,7 @@ class Run:
             self.method.on_batch_start(self.task.example_ids(batch))
             if self.updates is not None:
                 self.updates.snapshot(self.model)
-            loss, n = timed_step(self.task, self.model, self.optimizer, batch, times)
+            loss, n = timed_step(self.task, self.model, self.optimizer, batch, times, sum_loss, self.cfg.optim.clip)
             if self.updates is not None:
                 self.updates.measure()
             steps += 1

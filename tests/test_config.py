@@ -144,6 +144,7 @@ def test_options_the_method_or_optimizer_ignores_are_named_in_one_warning(make_c
 
 
 @pytest.mark.parametrize("overrides", [[], ["method=meprop", "topk=5", "decay=0.5", "topk_output=3"],
-                                       ["method=small", "topk=5"], ["optim=sgd", "optim.momentum=0.9"]])
+                                       ["method=small", "topk=5"], ["optim=sgd", "optim.momentum=0.9"],
+                                       ["experiment=lancopku_pytorch"]])  # its baseline: bias_grad is moot, no warning
 def test_options_the_method_uses_give_no_warning(make_cfg, overrides):
     assert ignored_options(make_cfg(overrides)) == []

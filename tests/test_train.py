@@ -110,11 +110,11 @@ def test_a_second_interrupt_while_test_is_scored_still_writes_the_result(make_cf
 
     original_step, original_evaluate, steps = trainer.timed_step, trainer.evaluate, [0]
 
-    def timed_step(*args):
+    def timed_step(*args, **kwargs):
         steps[0] += 1
         if steps[0] == 130:  # epoch 2
             raise KeyboardInterrupt
-        return original_step(*args)
+        return original_step(*args, **kwargs)
 
     def evaluate(task, model, split):
         if split == "test":

@@ -51,6 +51,7 @@ class Method:
     k_output: int | None  # k for the output layer (None: full gradient)
     decay: float = 0.0
     sparse_grad: bool = False  # meProp layers hand sparse row gradients to the row-sparse optimizer
+    dense_bias: bool = False  # meProp layers give the bias the whole output gradient (method.bias_grad=dense)
     topk_ratio: float | None = None  # meProp-CNN: share of each feature map's output gradient kept (None: full)
 
     def sparsity(self, role: str) -> Sparsity | None:
@@ -60,7 +61,7 @@ class Method:
         k = self.k if role == "hidden" else self.k_output
         if self.mode is None or k is None:
             return None
-        return Sparsity(k, self.mode, self.decay, self.sparse_grad)
+        return Sparsity(k, self.mode, self.decay, self.sparse_grad, self.dense_bias)
 
     def make_linear(self, in_features: int, out_features: int, role: str) -> nn.Module:
         return MePropLinear(in_features, out_features, self.sparsity(role))
@@ -87,6 +88,7 @@ class Method:
             k_output=int(cfg.topk_output) if uses_k and cfg.topk_output is not None else None,
             decay=float(cfg.decay),
             sparse_grad=bool(cfg.optim.sparse_update),
+            dense_bias=method.get("bias_grad", "sparse") == "dense",
             topk_ratio=float(cfg.topk_ratio) if method.conv_topk else None,
             **extra,
         )

@@ -8,9 +8,23 @@ import torch
 from torch import nn
 
 from meprop_cli.nn.shrink import keep_along
-from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
+from meprop_cli.ops import SelectionState, Sparsity, sparsified_linear
 from meprop_cli.ops.activations import ACTIVATIONS
 from meprop_cli.ops.meact import ActivityMemory, meact_linear
+
+
+# How linear layers start: torch's (nn.Linear), or as one of the authors' two codes (lancopku/meProp).
+INITS = ("torch", "lancopku_csharp", "lancopku_pytorch")
+
+
+def use_init(model: nn.Module, init: str) -> None:
+    """Give every linear layer of the model the initialisation `init` (now, and whenever it is reset)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    for module in model.modules():
+        if isinstance(module, MePropLinear):
+            module.init = init
+            module.reset_parameters()
 
 
 class MePropLinear(nn.Module):
@@ -28,20 +42,28 @@ class MePropLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         self.state = SelectionState()  # run_grad across steps when sparsity.decay > 0
+        self.init = "torch"  # one of INITS; use_init() sets it for a whole model
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as torch.nn.Linear
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            nn.init.uniform_(self.bias, -bound, bound)
+        fan_in, fan_out = self.in_features, self.out_features
+        if self.init == "lancopku_csharp":  # GlorotNormalInit.cs: the Glorot uniform bound used as the std
+            nn.init.normal_(self.weight, 0.0, math.sqrt(6.0 / (fan_in + fan_out)))
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+        elif self.init == "lancopku_pytorch":  # src/pytorch/modules.py: U(±1/√fan_out) for weights and bias
+            bound = 1.0 / math.sqrt(fan_out)
+            nn.init.uniform_(self.weight, -bound, bound)
+            if self.bias is not None:
+                nn.init.uniform_(self.bias, -bound, bound)
+        else:
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as torch.nn.Linear: U(±1/√fan_in)
+            if self.bias is not None:
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.sparsity
-        if s is None or not self.training:
-            return meprop_linear(x, self.weight, self.bias, None)
-        return meprop_linear(x, self.weight, self.bias, s.k, s.mode, decay=s.decay, state=self.state,
-                             sparse_grad=s.sparse_grad)
+        return sparsified_linear(x, self.weight, self.bias, self.sparsity, self.state, self.training)
 
     def activated(self, x: torch.Tensor, activation: str) -> torch.Tensor:
         """activation(self(x)): an MLP's hidden unit (meAct's layer computes the two together)."""

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from meprop_cli.nn.shrink import keep_along
-from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
+from meprop_cli.ops import SelectionState, Sparsity, sparsified_linear
 
 GATES = ("i", "f", "g", "o")  # input, forget, cell candidate, output: torch.nn.LSTM's order
 
@@ -90,10 +90,7 @@ class LSTMDirection(nn.Module):
 
     def product(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 state: SelectionState) -> torch.Tensor:
-        s = self.sparsity
-        if s is None or not self.training:
-            return meprop_linear(x, weight, bias, None)
-        return meprop_linear(x, weight, bias, s.k, s.mode, decay=s.decay, state=state, sparse_grad=s.sparse_grad)
+        return sparsified_linear(x, weight, bias, self.sparsity, state, self.training)
 
     def keep_cells(self, keep: torch.Tensor) -> None:
         """Remove every memory cell not in keep (meSimp's unit): its row in the four gates' input and recurrent

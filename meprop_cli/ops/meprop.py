@@ -43,6 +43,7 @@ class Sparsity:
     mode: str = "topk"
     decay: float = 0.0
     sparse_grad: bool = False  # weight/bias gradients as sparse rows, for the row-sparse optimizer
+    dense_bias: bool = False  # the bias gets the whole ∂L/∂y summed, not only the kept entries (the authors' code)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -167,9 +168,10 @@ class MePropLinearFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, k, mode, decay, state, sparse_grad):
+    def forward(ctx, x, weight, bias, k, mode, decay, state, sparse_grad, dense_bias):
         ctx.save_for_backward(x, weight)
         ctx.k, ctx.mode, ctx.decay, ctx.state, ctx.sparse_grad = k, mode, decay, state, sparse_grad
+        ctx.dense_bias = dense_bias
         ctx.has_bias = bias is not None
         return F.linear(x, weight, bias)
 
@@ -183,6 +185,8 @@ class MePropLinearFunction(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.has_bias
         grad_x = grad_w = grad_b = None
+        if need_b and ctx.dense_bias:  # the C# and PyTorch reference codes add the bias after the top-k'd product
+            grad_b, need_b = g.sum(0), False
 
         if ctx.k is None or ctx.k >= out_features:  # full back propagation
             if need_x:
@@ -236,17 +240,19 @@ class MePropLinearFunction(torch.autograd.Function):
                 if need_b:
                     grad_b = native.grad_bias(idx, val, out_features)
         linear_backward_timer.add_since(start)
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 def meprop_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   k: int | None = None, mode: str = "topk", *, decay: float = 0.0,
-                  state: SelectionState | None = None, sparse_grad: bool = False) -> torch.Tensor:
+                  state: SelectionState | None = None, sparse_grad: bool = False,
+                  dense_bias: bool = False) -> torch.Tensor:
     """F.linear(x, weight, bias) whose backward keeps only k entries of ∂L/∂y per example (see module doc).
 
     x may have any number of leading dimensions; each row of the flattened (-1, out_features)
     gradient is one example. k=None or k ≥ out_features gives exact full back propagation.
     sparse_grad=True makes the weight and bias gradients sparse row tensors (for optim.sparse_update).
+    dense_bias=True gives the bias the full gradient Σ_rows ∂L/∂y, as the authors' code does.
     """
     if mode not in MODES:
         raise ValueError(f"unknown meProp mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -254,4 +260,14 @@ def meprop_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         raise ValueError(f"k must be at least 1, got {k}")
     if decay > 0.0 and state is None:
         state = SelectionState()  # a one-off call: run_grad starts from this step's |g|
-    return MePropLinearFunction.apply(x, weight, bias, k, mode, decay, state, sparse_grad)
+    return MePropLinearFunction.apply(x, weight, bias, k, mode, decay, state, sparse_grad, dense_bias)
+
+
+def sparsified_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sparsity: Sparsity | None,
+                      state: SelectionState, training: bool) -> torch.Tensor:
+    """A layer's product under its Sparsity: exact back propagation without one, or outside training."""
+    if sparsity is None or not training:
+        return meprop_linear(x, weight, bias, None)
+    s = sparsity
+    return meprop_linear(x, weight, bias, s.k, s.mode, decay=s.decay, state=state, sparse_grad=s.sparse_grad,
+                         dense_bias=s.dense_bias)
