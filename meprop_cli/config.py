@@ -25,7 +25,7 @@ from meprop_cli.ops.meact import MEMORY_DTYPES
 Activation = StrEnum("Activation", {name: name for name in ACTIVATIONS})
 Mode = StrEnum("Mode", {name: name for name in MODES})
 MemoryDtype = StrEnum("MemoryDtype", {name: name for name in MEMORY_DTYPES})
-TagSet = StrEnum("TagSet", {"xpos": "xpos", "upos": "upos"})
+TagColumn = StrEnum("TagColumn", {"xpos": "xpos", "upos": "upos"})  # which CoNLL-U column the POS task learns
 OptimizerName = StrEnum("OptimizerName", {name: name for name in ("adam", "adagrad", "sgd")})
 Progress = StrEnum("Progress", {name: name for name in ("auto", "bar", "log", "none")})
 Init = StrEnum("Init", {name: name for name in INITS})
@@ -65,7 +65,7 @@ class MnistMlpTaskConfig(TaskConfig):
 @dataclass
 class PosTaskConfig(TaskConfig):
     name: str = "pos"
-    tagset: TagSet = TagSet.xpos  # xpos (Penn-style, the paper's tag set) | upos (the 17 universal tags)
+    tagset: TagColumn = TagColumn.xpos  # xpos (Penn-style, the paper's tag set) | upos (the 17 universal tags)
     dataset: str = "ud-english-ewt"  # folder under data_root holding the three CoNLL-U files
     train_file: str = "en_ewt-ud-train.conllu"
     dev_file: str = "en_ewt-ud-dev.conllu"
@@ -163,6 +163,7 @@ class TrainerConfig:
     average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
     max_loss: Optional[float] = 1000.0  # stop as failed when a batch's loss exceeds this or is not finite (null: only the latter)
     loss_reduction: LossReduction = LossReduction.mean  # back-propagate the batch's mean loss | sum (the C# code)
+    diagnostics: bool = False  # write per hidden layer activation, dead-unit and gradient-sign statistics (diagnostics.py)
     track_updates: bool = False  # write the mean |Δw| per parameter per update of each epoch to metrics.jsonl (meAct's figure)
 
 

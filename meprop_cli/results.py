@@ -55,6 +55,7 @@ MEACT_ACTING = "meact_acting"  # metrics.jsonl (meAct): whether the epoch skippe
 UPDATE_SIZE = "mean_abs_update"  # metrics.jsonl (trainer.track_updates): mean |Δw| per parameter per update
 UPDATE_SIZE_BY_PARAM = "mean_abs_update_by_param"  # metrics.jsonl: the same per parameter tensor, by name
 MEACT_MEMORY = "meact_memory"  # result.json (meAct): {examples, neurons, dtype, bytes} of the per-example memory
+DIAGNOSTICS = "diagnostics"  # metrics.jsonl (trainer.diagnostics): per hidden layer, diagnostics.LayerWatch's fields
 
 
 def _clean(value: Any) -> Any:

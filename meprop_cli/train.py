@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import enum
 import fcntl
 import itertools
 import logging
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from meprop_cli import results
 from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import TrainerConfig, ignored_options, validate
+from meprop_cli.diagnostics import Diagnostics
 from meprop_cli.errors import UserError
 from meprop_cli.methods import Change, Method, Step, build_method
 from meprop_cli.nn.linear import use_init
@@ -63,6 +65,7 @@ class EpochProgress:
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     linear_backward_s: float = 0.0  # the linear backward seconds so far (kept by the ops' timer while it runs)
     updates: dict[str, Any] | None = None  # the update meter's sums so far (trainer.track_updates)
+    diagnostics: list[dict[str, Any]] | None = None  # the diagnostics' sums so far (trainer.diagnostics)
 
 
 def seed_everything(seed: int) -> None:
@@ -143,6 +146,17 @@ def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
             if before[key] != after[key] and not key.startswith(RESUME_MAY_CHANGE)]
 
 
+def plain(value: Any) -> Any:
+    """The value with every config enum as its string: a checkpoint then loads without this version's classes."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 class Diverged(Exception):
     """A training batch's loss was not finite, or above trainer.max_loss."""
 
@@ -220,6 +234,9 @@ class Run:
         if last is not None:
             self.load_last(last)
         self.method.bind(self.model, self.task)
+        self.diagnostics = Diagnostics(self.model, cfg.task.name) if cfg.trainer.get("diagnostics") else None
+        if self.diagnostics is not None and self.resumed_epoch is not None and self.resumed_epoch.diagnostics:
+            self.diagnostics.load_state_dict(self.resumed_epoch.diagnostics)
 
     def start_at_sizes(self, sizes: list[int]) -> None:
         """hidden_from: the model at another run's sizes, its layers initialised afresh for those sizes."""
@@ -395,8 +412,9 @@ class Run:
             if self.cfg.trainer.checkpoint:
                 self.save_checkpoint(self.run_dir / results.BEST_CHECKPOINT, self.best_state, self.best_sizes)
         sizes = {results.SIZES: sizes_of(self.model)} if self.initial_sizes is not None else {}
-        results.append_metrics(self.run_dir, {"epoch": epoch, **extra, **sizes, **self.method.metrics(), "dev": dev,
-                                              "best": improved})
+        watched = {results.DIAGNOSTICS: self.diagnostics.report()} if self.diagnostics is not None else {}
+        results.append_metrics(self.run_dir, {"epoch": epoch, **extra, **sizes, **self.method.metrics(), **watched,
+                                              "dev": dev, "best": improved})
         log.info("epoch %d step %d: dev %s%s", epoch, self.step,
                  " ".join(f"{k} {v:.4f}" for k, v in dev.items()), " (best)" if improved else "")
 
@@ -457,8 +475,8 @@ class Run:
     def save_checkpoint(self, path: Path, weights: dict[str, torch.Tensor], sizes: list[int] | None,
                         **extra: Any) -> None:
         """sizes: the hidden sizes the weights have, so that a pruned model can be rebuilt to load them."""
-        payload = {"model": weights, "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
-                   "task_state": self.task.state(), "hidden": self.method.hidden, "sizes": sizes, **extra}
+        payload = plain({"model": weights, "config": OmegaConf.to_container(self.cfg, resolve=True),
+                         "task_state": self.task.state(), "hidden": self.method.hidden, "sizes": sizes, **extra})
         with results.atomic_file(path, "wb") as f:
             torch.save(payload, f)
 
@@ -476,6 +494,7 @@ class Run:
         if progress is not None:
             progress.linear_backward_s = linear_backward_timer.seconds
             progress.updates = self.updates.state_dict() if self.updates is not None else None
+            progress.diagnostics = self.diagnostics.state_dict() if self.diagnostics is not None else None
         metrics = self.run_dir / results.METRICS_FILE
         self.save_checkpoint(
             self.run_dir / results.LAST_CHECKPOINT, self.model.state_dict(), sizes_of(self.model),

@@ -57,6 +57,7 @@ DIGITS = {
     "mesimp": ["method=mesimp", "topk=10", "method.cycle_epochs=1"],  # prune checks inside both epochs
     "meact": ["method=meact", "method.start_epoch=2", "method.threshold=0.01", "trainer.track_updates=true"],
     "average_and_step_evals": ["trainer.average_decay=0.9", "trainer.eval_every_steps=40", "optim=adagrad"],
+    "diagnostics": ["method=meprop", "topk=10", "trainer.diagnostics=true"],  # the watch's sums inside the epoch
 }
 
 
@@ -100,6 +101,17 @@ def test_step_checkpoints_continue_exactly_on_the_tasks_whose_batches_draw_word_
     monkeypatch.undo()
     resumed = train(make_cfg([*args, "trainer.resume=true"]), tmp_path / "cut")
     assert_same_run(resumed, full, tmp_path / "cut", tmp_path / "full")
+
+
+def test_checkpoints_hold_plain_values_not_this_versions_config_classes(make_cfg, tmp_path):
+    import pickle
+
+    from test_pos import TINY as POS
+
+    train(make_cfg([*POS, f"data_root={write_tiny_ewt(tmp_path / 'data')}", "trainer.max_epochs=1"]), tmp_path / "run")
+    for name in (results.BEST_CHECKPOINT, results.LAST_CHECKPOINT):
+        saved = torch.load(tmp_path / "run" / name, weights_only=False)
+        assert b"meprop_cli.config" not in pickle.dumps(saved), name  # the enums were saved as their strings
 
 
 def test_a_checkpoint_every_few_minutes_is_taken_inside_the_epoch(make_cfg, tmp_path, monkeypatch):

@@ -1,7 +1,6 @@
 """meSimp in the trainer (digits): the pruning rule, stages, optimizer state, checkpoints, resume, hooks."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from meprop_cli.methods import METHODS, Method
 from meprop_cli.methods.mesimp import check_steps, kept_neurons
 from meprop_cli.train import Run, train
 
-from test_train import checkpoint_test_scores, interrupted_in_epoch
+from test_train import interrupted_in_epoch
 
 # digits: 1,197 training images, batch 10 → 120 updates an epoch; k=20 of 100 per hidden layer
 MESIMP = ["method=mesimp", "topk=20", "trainer.progress=none", "method.prune_checks_per_epoch=4",

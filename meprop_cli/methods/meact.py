@@ -52,7 +52,7 @@ class MeAct(Method):
 
     def bind(self, model: nn.Module, task: Any) -> None:
         super().bind(model, task)
-        layers = model.meact_layers() if hasattr(model, "meact_layers") else []
+        layers = model.feedforward_layers() if hasattr(model, "feedforward_layers") else []
         if not layers or not all(isinstance(layer, MeActLinear) for layer in layers):
             raise ConfigError(f"method={self.name} needs a feed-forward network of hidden layers, and the "
                               f"{type(model).__name__} model of task={task.cfg.name} has none; use task=mnist_mlp, "

@@ -67,7 +67,10 @@ class MePropLinear(nn.Module):
 
     def activated(self, x: torch.Tensor, activation: str) -> torch.Tensor:
         """activation(self(x)): an MLP's hidden unit (meAct's layer computes the two together)."""
-        return ACTIVATIONS[activation](self(x))
+        a = ACTIVATIONS[activation](self(x))
+        if self.state.watch is not None and self.training:
+            self.state.watch.observe_activations(a)
+        return a
 
     def keep_outputs(self, keep: torch.Tensor) -> None:
         """Remove every output neuron not in keep (ascending indices): its weight row, bias and record."""
@@ -103,13 +106,15 @@ class MeActLinear(MePropLinear):
             return super().activated(x, activation)
         ids = memory.batch_ids(x.shape[0])
         if memory.acting:
-            return meact_linear(x, self.weight, self.bias, activation, memory)
-        # warm-up: the baseline's own computation, watched (a gradient hook returning None changes nothing)
-        y = self(x)
-        a = ACTIVATIONS[activation](y)
-        if y.requires_grad:
-            y.register_hook(functools.partial(memory.record_dense, ids))
-        memory.remember(ids, a)
-        memory.active_pairs += y.numel()
-        memory.pairs += y.numel()
+            a = meact_linear(x, self.weight, self.bias, activation, memory)
+        else:  # warm-up: the baseline's own computation, watched (a gradient hook returning None changes nothing)
+            y = self(x)
+            a = ACTIVATIONS[activation](y)
+            if y.requires_grad:
+                y.register_hook(functools.partial(memory.record_dense, ids))
+            memory.remember(ids, a)
+            memory.active_pairs += y.numel()
+            memory.pairs += y.numel()
+        if self.state.watch is not None:  # trainer.diagnostics (its gradient side sees only the warm-up's products)
+            self.state.watch.observe_activations(a)
         return a

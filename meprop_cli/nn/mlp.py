@@ -38,8 +38,9 @@ class MLP(nn.Module):
         reader = self.hidden[group + 1] if group + 1 < len(self.hidden) else self.output
         reader.keep_inputs(keep)
 
-    # -- meAct (methods/meact.py): the layers whose examples compute only their active neurons
-    def meact_layers(self) -> list[nn.Module]:
+    # -- the hidden layers, each computing activation(x Wᵀ + b) through layer.activated: meAct (methods/meact.py)
+    # acts on them, the diagnostics (diagnostics.py) watch them
+    def feedforward_layers(self) -> list[nn.Module]:
         return list(self.hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ class SelectionState:
         self.hits: torch.Tensor | None = None
         self.seen = 0
         self.count_zeros = False
+        self.watch = None  # a diagnostics.LayerWatch that sees every backward's g and kept values (or None)
 
     def score(self, g_abs: torch.Tensor, decay: float) -> torch.Tensor:
         """Update run_grad with |g| and return it; a new batch shape starts it afresh from |g|."""
@@ -197,12 +198,14 @@ class MePropLinearFunction(torch.autograd.Function):
                 grad_b = g.sum(0)
             if ctx.state is not None:
                 ctx.state.record(None, g.shape[0], g)
+                kept = g
         elif ctx.mode == "unified":
             # One index set for the batch: the products shrink to dense (rows × k) ones.
             idx = topk_indices(g, ctx.k, "unified", ctx.decay, ctx.state).sort().values
             g_k = g.index_select(1, idx)
             if ctx.state is not None:
                 ctx.state.record(idx, g.shape[0], g_k)
+                kept = g_k
             if need_x:
                 grad_x = (g_k @ weight.index_select(0, idx)).reshape(x.shape)
             if need_w:
@@ -224,6 +227,7 @@ class MePropLinearFunction(torch.autograd.Function):
             idx, val = native.select_topk(g, ctx.k, score)
             if ctx.state is not None:
                 ctx.state.record(idx, g.shape[0], val)
+                kept = val
             if need_x:
                 grad_x = native.grad_input(idx, val, weight).reshape(x.shape)
             if ctx.sparse_grad and (need_w or need_b):
@@ -240,6 +244,8 @@ class MePropLinearFunction(torch.autograd.Function):
                 if need_b:
                     grad_b = native.grad_bias(idx, val, out_features)
         linear_backward_timer.add_since(start)
+        if ctx.state is not None and ctx.state.watch is not None:  # outside the timed part: it is not meProp's cost
+            ctx.state.watch.observe_gradient(g, kept)
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
@@ -266,8 +272,8 @@ def meprop_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 def sparsified_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sparsity: Sparsity | None,
                       state: SelectionState, training: bool) -> torch.Tensor:
     """A layer's product under its Sparsity: exact back propagation without one, or outside training."""
-    if sparsity is None or not training:
-        return meprop_linear(x, weight, bias, None)
+    if sparsity is None or not training:  # the state only for a watch: full back propagation selects nothing
+        return meprop_linear(x, weight, bias, None, state=state if training and state.watch is not None else None)
     s = sparsity
     return meprop_linear(x, weight, bias, s.k, s.mode, decay=s.decay, state=state, sparse_grad=s.sparse_grad,
                          dense_bias=s.dense_bias)

@@ -22,7 +22,7 @@ from torch import nn
 
 from meprop_cli.data.conllu import Sentence, read_split, write_conllu
 from meprop_cli.data.paths import find_file
-from meprop_cli.errors import ConfigError, DataError
+from meprop_cli.errors import DataError
 from meprop_cli.methods import Method
 from meprop_cli.nn.lstm import BiLSTM, Packing
 from meprop_cli.nn.shrink import fit_to_sizes
@@ -31,7 +31,6 @@ from meprop_cli.tasks.base import Task
 from meprop_cli.tasks.pos_features import FEATURES, TagSet, Vocabulary, normalize, word_features
 from meprop_cli.tasks.word_dropout import drop_probabilities, drop_words
 
-TAGSETS = ("xpos", "upos")
 SPLITS = ("train", "dev", "test")
 PREDICTIONS_FILE = "test.predicted.conllu"
 
@@ -94,8 +93,6 @@ class PosTask(Task):
 
     def __init__(self, cfg: Any, data_root: Path) -> None:
         super().__init__(cfg, data_root)
-        if cfg.tagset not in TAGSETS:
-            raise ConfigError(f"task.tagset={cfg.tagset} is unknown; use one of {', '.join(TAGSETS)}")
         self.sentences: dict[str, list[Sentence]] = {}
         self.encoded: dict[str, list[Encoded]] = {}
         self.eval_batches: dict[str, list[Batch]] = {}

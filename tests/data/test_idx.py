@@ -1,5 +1,4 @@
 """MNIST IDX reading: real files when present, and clear errors for corrupt ones."""
-import gzip
 import struct
 
 import numpy as np

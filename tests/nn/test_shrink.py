@@ -9,7 +9,6 @@ from meprop_cli.nn import MLP
 from meprop_cli.nn.lstm import BiLSTM, LSTMDirection, Packing
 from meprop_cli.nn.shrink import fit_to_sizes, selection_states, tracking_shrink
 from meprop_cli.ops import SelectionState, Sparsity, meprop_linear
-from meprop_cli.optim import build_optimizer
 from meprop_cli.tasks.pos import Batch, Tagger
 
 

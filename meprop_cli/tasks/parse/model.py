@@ -33,8 +33,8 @@ class ParserModel(nn.Module):
     def keep_hidden(self, group: int, keep: torch.Tensor) -> None:
         self.mlp.keep_hidden(group, keep)
 
-    def meact_layers(self) -> list[nn.Module]:
-        return self.mlp.meact_layers()
+    def feedforward_layers(self) -> list[nn.Module]:
+        return self.mlp.feedforward_layers()
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: (batch, 48) ids → (batch, transitions) scores."""

@@ -19,7 +19,6 @@ from torch import nn
 from meprop_cli.data.conllu import Sentence, read_conllu, read_split, write_conllu
 from meprop_cli.errors import ConfigError, DataError
 from meprop_cli.methods import Method
-from meprop_cli.ops.activations import ACTIVATIONS
 from meprop_cli.results import read_config
 from meprop_cli.tasks.base import LabeledBatch, Task
 from meprop_cli.tasks.parse.decode import parse
@@ -123,12 +122,7 @@ class ParseTask(Task):
         return [[t.xpos for t in s.tokens] for s in tagged]
 
     def load(self) -> None:
-        cfg = self.cfg
-        if cfg.min_word_count < 1 or cfg.embed_dim < 1 or cfg.embed_init <= 0 or cfg.word_dropout < 0:
-            raise ConfigError("task.min_word_count and task.embed_dim must be at least 1, task.embed_init "
-                              "above 0 and task.word_dropout at least 0")
-        if cfg.activation not in ACTIVATIONS:
-            raise ConfigError(f"task.activation={cfg.activation} is unknown; use one of {', '.join(ACTIVATIONS)}")
+        cfg = self.cfg  # its values were checked at start (config.BOUNDS, the schema's enums)
         self.gold = {}
         for split in SPLITS:
             path = self.conllu_path(split)
