@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from meprop_cli import results  # noqa: E402
 from meprop_cli.errors import UserError  # noqa: E402
 from meprop_cli.table.aggregate import sort_key  # noqa: E402
-from meprop_cli.table.frame import BASELINE, is_method_key, number, run_frame  # noqa: E402
+from meprop_cli.table.frame import BASELINE, is_method_key, number, percent, run_frame  # noqa: E402
 from meprop_cli.table.kinds import sizes  # noqa: E402
 
 KINDS = ("ratio", "random", "small", "curves", "mesimp", "meact")
@@ -126,7 +126,7 @@ def epoch_lines(runs: list[results.RunFolder]) -> pd.DataFrame:
             metric = info["metric"] or next(iter(dev), None)
             rows.append({**line, "run": str(run.path), "setting": info["setting"], "row": info,
                          "task": info["task"], "optimizer": info["optimizer"], "metric": metric,
-                         "dev_score": 100.0 * dev[metric] if metric in dev else None})
+                         "dev_score": percent(dev.get(metric))})  # null (a NaN) or infinite: no point
     return pd.DataFrame(rows)
 
 
@@ -234,7 +234,8 @@ def plot_meact(runs: list[results.RunFolder], out: Path) -> None:
     if lines.empty or not any(has.values()):
         raise UserError(f"the 'meact' plot needs metrics.jsonl lines with {results.UPDATE_SIZE} (trainer.track_updates"
                         f"=true) or {results.ACTIVE_FRACTION} (method=meact); no run under the paths has them")
-    panels_drawn = [("dev_score", f"dev {lines['metric'].dropna().iloc[0]} (%)")]
+    metric = lines["metric"].dropna()  # runs without a dev score (dev {}) still draw their other panels
+    panels_drawn = [("dev_score", f"dev {metric.iloc[0] if len(metric) else 'score'} (%)")]
     panels_drawn += [(key, label) for key, label in ((results.UPDATE_SIZE, "mean |update| per parameter"),
                                                      (results.ACTIVE_FRACTION, "active fraction of neurons"))
                      if has[key]]

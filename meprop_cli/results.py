@@ -6,7 +6,9 @@
     best.pt         the best-dev checkpoint (weights, config, task state); last.pt for resume
 
 load_runs() is how `meprop table` / `meprop plot` see run folders: every folder found, each with a
-status (completed, failed, unfinished, unreadable) and, when it is not completed, the reason why.
+status (completed, failed, unfinished, unreadable) and, when it is not completed, the reason why. The
+readers check the shape of what they read (RESULT_SHAPES, METRICS_SHAPES, CONFIG_SHAPES: the keys the
+table and plot use), so a hand-edited or foreign file makes its run unreadable, not the command fail.
 read_benchmark() reads the synthetic-speed benchmark's records (BENCH_COLUMNS).
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from meprop_cli.errors import OutputError
 
@@ -125,45 +127,162 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(_clean(record)) + "\n")
 
 
+# -- the shapes readers rely on ------------------------------------------------------------------
+# The keys `meprop table` and `meprop plot` read, and the JSON type each must have where it is present (null
+# always passes: a missing value shows '-'). A file of another shape (hand-edited, or another program's)
+# makes its run unreadable, naming the first key that is wrong, instead of failing inside the table.
+
+@dataclass(frozen=True)
+class Shape:
+    name: str  # as a message says it: "a list of integers"
+    fits: Callable[[Any], bool]  # the value's own type
+    items: Shape | None = None  # each entry of a list, or each value of a mapping
+    fields: dict[str, Shape] | None = None  # the keys of a mapping that readers use (each may be absent)
+    null_items: bool = True  # entries may be null (a NaN is written as null)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _mapping(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def mapping(fields: dict[str, Shape] | None = None) -> Shape:
+    return Shape("a mapping", _mapping, fields=fields)
+
+
+TEXT = Shape("a string", lambda v: isinstance(v, str))
+INTEGER = Shape("an integer", _integer)
+NUMBER = Shape("a number", _number)
+FLAG = Shape("true or false", lambda v: isinstance(v, bool))
+INTEGERS = Shape("a list of integers", _list, items=INTEGER, null_items=False)
+NUMBERS = Shape("a list of numbers", _list, items=NUMBER)
+NUMBERS_BY_NAME = Shape("a mapping of names to numbers", _mapping, items=NUMBER)
+
+RESULT_SHAPES = {
+    "task": TEXT, "method": TEXT, "optimizer": TEXT, "status": TEXT, "error": TEXT, HIDDEN_FROM: TEXT,
+    "seed": INTEGER, "best_epoch": INTEGER, "best_step": INTEGER, "epochs_run": INTEGER, "batch_size": INTEGER,
+    "params": INTEGER, PARAMS_FINAL: INTEGER, PARAMS_TESTED: INTEGER,
+    "k": NUMBER, "k_output": NUMBER, "decay": NUMBER, "topk_ratio": NUMBER, "batch_norm": FLAG,
+    "dev": NUMBERS_BY_NAME, "test": NUMBERS_BY_NAME, "timing": NUMBERS_BY_NAME, DECODE: NUMBERS_BY_NAME,
+    "hidden": INTEGERS, HIDDEN_INITIAL: INTEGERS, HIDDEN_FINAL: INTEGERS, HIDDEN_TESTED: INTEGERS,
+}
+METRICS_SHAPES = {
+    "epoch": INTEGER, "step": INTEGER, "train_loss": NUMBER, "dev": NUMBERS_BY_NAME, "best": FLAG,
+    "timing": NUMBERS_BY_NAME, SIZES: INTEGERS, ACTIVE_FRACTION: NUMBERS, MEACT_ACTING: FLAG, UPDATE_SIZE: NUMBER,
+    UPDATE_SIZE_BY_PARAM: NUMBERS_BY_NAME,
+    PRUNE_CHECKS: Shape("a list of prune checks", _list, null_items=False, items=mapping(
+        {"epoch": INTEGER, "step": INTEGER, "pruned": FLAG, SIZES: INTEGERS})),
+}
+CONFIG_SHAPES = {
+    "task": mapping({"name": TEXT, "hidden": INTEGERS, "dropout": NUMBER, "batch_size": INTEGER,
+                     "batch_norm": FLAG}),
+    "method": mapping({"name": TEXT, "prune_rate": NUMBER}), "optim": mapping({"name": TEXT}),
+    "trainer": mapping(), "seed": INTEGER, "topk_ratio": NUMBER, "decay": NUMBER,
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, as a message says it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    for types, name in ((int, "an integer"), (float, "a number"), (str, "a string"), ((list, tuple), "a list"),
+                        (dict, "a mapping")):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
+def _problem(where: str, value: Any, shape: Shape) -> str | None:
+    if not shape.fits(value):
+        return f'"{where}" is {json_type(value)}, not {shape.name}'
+    for key, field_shape in (shape.fields or {}).items():
+        if value.get(key) is not None:
+            problem = _problem(f"{where}.{key}" if where else key, value[key], field_shape)
+            if problem:
+                return problem
+    if shape.items is not None:
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if item is not None or not shape.null_items:
+                problem = _problem(f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", item,
+                                   shape.items)
+                if problem:
+                    return problem
+    return None
+
+
+def shape_problem(record: Any, shapes: dict[str, Shape]) -> str | None:
+    """What in record does not have the shape readers expect, in words ('"dev.accuracy" is a string, not a
+    number'), or None when it fits."""
+    if not isinstance(record, dict):
+        return f"it holds {json_type(record)}, not a mapping of keys to values"
+    return _problem("", record, mapping(shapes))
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The evaluations of a run; a torn last line (a run killed mid-write) is ignored."""
+    """The evaluations of a run; raises ValueError for a line of the wrong shape (METRICS_SHAPES).
+
+    A line that is not JSON is a line torn by a kill: it is skipped (a resumed run appends after it)."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
+    if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        problem = shape_problem(record, METRICS_SHAPES)
+        if problem:
+            raise ValueError(f"line {number}: {problem}")
+        records.append(record)
     return records
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """A run's result.json, or None if the run has not finished writing it."""
+    """A run's result.json, or None if the run has not finished writing it; raises ValueError (the message says
+    what is wrong) for a file that is not JSON or not of the shape readers expect (RESULT_SHAPES)."""
     path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def find_run_dirs(*paths: Path) -> Iterator[Path]:
-    """Every run folder under the given paths (a folder with config.yaml or result.json), sorted."""
-    found: set[Path] = set()
-    for root in map(Path, paths):
-        for marker in (CONFIG_FILE, RESULT_FILE):
-            found.update(p.parent for p in root.rglob(marker) if p.parent.name != ".hydra")
-    yield from sorted(found)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    problem = shape_problem(record, RESULT_SHAPES)
+    if problem:
+        raise ValueError(problem)
+    return record
 
 
 def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """A run's resolved config.yaml as plain dicts and lists, or None if absent."""
+    """A run's resolved config.yaml as plain dicts and lists, or None if absent; raises ValueError for a file
+    of another shape (CONFIG_SHAPES), and what OmegaConf raises for one that is not YAML."""
     path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
     from omegaconf import OmegaConf  # only the readers need it
 
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    problem = shape_problem(config, CONFIG_SHAPES)
+    if problem:
+        raise ValueError(problem)
+    return config
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """text on one line (YAML and torch errors span several), cut at limit characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 @dataclass
@@ -178,19 +297,32 @@ class RunFolder:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
 
 
+def unreadable(name: str, error: Exception) -> str:
+    """The reason of an unreadable run: which of its files, and why."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{name} cannot be read ({error.strerror})"
+    if isinstance(error, UnicodeDecodeError):
+        return f"{name} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})"
+    if isinstance(error, json.JSONDecodeError):
+        return f"{name} is not JSON ({error.msg}, line {error.lineno} column {error.colno})"
+    return f"{name} is unreadable ({one_line(error)})"
+
+
 def load_run(run_dir: Path) -> RunFolder:
     """Read one run folder, never raising for a broken run: the status and reason say what is wrong."""
     run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir)
     try:
         config = read_config(run_dir) or {}
-    except Exception as e:  # a torn or hand-edited config.yaml must not hide the other runs
-        return RunFolder(run_dir, "unreadable", f"config.yaml is unreadable ({type(e).__name__}: {e})",
-                         metrics=metrics)
+    except Exception as e:  # YAML parsers raise many types; a torn or hand-edited config must not hide the others
+        return RunFolder(run_dir, "unreadable", unreadable(CONFIG_FILE, e))
+    try:
+        metrics = read_metrics(run_dir)
+    except (OSError, ValueError) as e:
+        return RunFolder(run_dir, "unreadable", unreadable(METRICS_FILE, e), config=config)
     try:
         result = read_result(run_dir)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        return RunFolder(run_dir, "unreadable", f"result.json is unreadable ({e})", config=config, metrics=metrics)
+    except (OSError, ValueError) as e:
+        return RunFolder(run_dir, "unreadable", unreadable(RESULT_FILE, e), config=config, metrics=metrics)
     if result is None:
         epochs = sum(1 for line in metrics if "train_loss" in line)
         return RunFolder(run_dir, "unfinished", f"no result.json (still running, or killed): {epochs} epoch(s) "
@@ -199,23 +331,49 @@ def load_run(run_dir: Path) -> RunFolder:
     if status == "completed":
         return RunFolder(run_dir, "completed", None, result, config, metrics)
     reason = result.get("error") or f"status {status!r} without an error message"
-    return RunFolder(run_dir, "failed", f"{reason} (after {result.get('epochs_run', '?')} epoch(s))",
+    return RunFolder(run_dir, "failed", f"{one_line(reason)} (after {result.get('epochs_run', '?')} epoch(s))",
                      result, config, metrics)
+
+
+def walk_runs(*paths: Path) -> tuple[list[Path], list[Path], dict[Path, str]]:
+    """Under the given paths: the run folders (with config.yaml or result.json), the folders of Hydra jobs
+    (with .hydra/), and the folders that could not be listed, with why. Symlinked folders are not followed
+    (as rglob), except a given path."""
+    runs: set[Path] = set()
+    jobs: set[Path] = set()
+    closed: dict[Path, str] = {}
+
+    def note(error: OSError) -> None:
+        if not isinstance(error, (NotADirectoryError, FileNotFoundError)):  # a given file; a folder removed meanwhile
+            closed[Path(error.filename)] = error.strerror or str(error)
+
+    for root in map(Path, paths):
+        for folder, dirs, files in os.walk(root, onerror=note):
+            names = set(dirs) | set(files)
+            if Path(folder).name != ".hydra" and names & {CONFIG_FILE, RESULT_FILE}:
+                runs.add(Path(folder))
+            if ".hydra" in dirs:
+                jobs.add(Path(folder))
+    return sorted(runs), sorted(jobs - runs), closed
+
+
+def find_run_dirs(*paths: Path) -> Iterator[Path]:
+    """Every run folder under the given paths (a folder with config.yaml or result.json), sorted."""
+    yield from walk_runs(*paths)[0]
 
 
 def load_runs(*paths: Path) -> list[RunFolder]:
     """Every run folder under the given paths (single runs and sweeps, nested), sorted by path.
 
-    A job folder that Hydra created (.hydra/) but that holds neither config.yaml nor result.json is a job
-    that died before training started: it is listed too, so that nothing is skipped silently."""
-    runs = [load_run(run_dir) for run_dir in find_run_dirs(*paths)]
-    found = {run.path for run in runs}
-    for root in map(Path, paths):
-        for hydra_dir in root.rglob(".hydra"):
-            if hydra_dir.is_dir() and hydra_dir.parent not in found:
-                found.add(hydra_dir.parent)
-                runs.append(RunFolder(hydra_dir.parent, "failed", f"the job started but wrote neither {CONFIG_FILE} "
-                                      f"nor {RESULT_FILE} (see its log)"))
+    Nothing is skipped silently: a job folder that Hydra created (.hydra/) but that holds neither config.yaml nor
+    result.json is a job that died before training started, and a folder that cannot be listed (permissions)
+    may hold runs: both are listed too."""
+    found, jobs, closed = walk_runs(*paths)
+    runs = [load_run(run_dir) for run_dir in found]
+    runs += [RunFolder(job, "failed", f"the job started but wrote neither {CONFIG_FILE} nor {RESULT_FILE} (see its "
+                       "log)") for job in jobs]
+    runs += [RunFolder(folder, "unreadable", f"the folder cannot be listed ({why}), so its runs cannot be read")
+             for folder, why in closed.items()]
     return sorted(runs, key=lambda run: run.path)
 
 
@@ -233,19 +391,33 @@ BENCH_OPTIONAL = ("name", "calls", "threads", "kernels", "device", "dtype")
 
 
 def read_benchmark(path: Path) -> list[dict[str, Any]]:
-    """The benchmark records of a .jsonl or .csv file; raises ValueError naming what is wrong."""
+    """The benchmark records of a .jsonl or .csv file; raises ValueError naming what is wrong (and OSError)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".csv":
-        records: list[dict[str, Any]] = list(csv.DictReader(text.splitlines()))
+        records: list[Any] = list(csv.DictReader(text.splitlines()))
     else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path} line {number} is not JSON ({e.msg})") from None
     for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} record {number} is {json_type(record)}, not a mapping of columns to values")
         missing = [c for c in BENCH_COLUMNS if record.get(c) in (None, "")]
         if missing:
             raise ValueError(f"{path} record {number} lacks {', '.join(missing)}")
-        for column in ("batch", "in", "out", "k"):
-            record[column] = int(record[column])
-        for column in ("dense_ms", "sparse_ms"):
-            record[column] = float(record[column])
+        for column in ("batch", "in", "out", "k", "dense_ms", "sparse_ms"):
+            whole = not column.endswith("_ms")
+            try:  # a CSV holds text: "20" and "20.0" are a count, "20.5", "x", "nan" or true are not
+                value = math.nan if isinstance(record[column], bool) else float(record[column])
+            except (TypeError, ValueError):
+                value = math.nan
+            if not (math.isfinite(value) and value > 0) or whole and value != int(value):
+                kind = "a positive whole number" if whole else "a positive number of milliseconds"
+                raise ValueError(f"{path} record {number}: {column} is {record[column]!r}, not {kind}")
+            record[column] = int(value) if whole else value
     return records

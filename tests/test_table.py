@@ -91,7 +91,7 @@ def test_a_corrupt_result_json_is_reported_not_fatal(tmp_path):
     bad = write_run(tmp_path, "bad", method="meprop")
     (bad / "result.json").write_text('{"task": "mnist_mlp", "meth')
     built, _ = table.make_table([tmp_path], "main")
-    assert len(built.rows) == 1 and any(n.startswith(f"{bad}: unreadable: result.json is unreadable")
+    assert len(built.rows) == 1 and any(n.startswith(f"{bad}: unreadable: result.json is not JSON (Unterminated string")
                                         for n in built.notes)
 
 

@@ -135,12 +135,18 @@ def make_table(paths: list[Path], kind: str | None = None) -> tuple[Table, str]:
         for path in benches:
             try:
                 records += results.read_benchmark(path)
-            except (ValueError, KeyError) as e:
+            except OSError as e:
+                raise UserError(f"cannot read {path} ({e.strerror or e}); check its permissions") from None
+            except UnicodeDecodeError:
+                raise UserError(f"{path} is not UTF-8 text; give the benchmark's .jsonl or .csv file") from None
+            except ValueError as e:
                 raise UserError(f"cannot read benchmark records: {e}; it needs columns "
-                                f"{', '.join(results.BENCH_COLUMNS)}") from e
+                                f"{', '.join(results.BENCH_COLUMNS)}") from None
         if not records:
-            raise UserError(f"{', '.join(map(str, benches))} hold no benchmark records")
+            raise UserError(f"{', '.join(map(str, benches))} hold{'s' if len(benches) == 1 else ''} no benchmark "
+                            "records; give the file scripts/bench_backprop.py wrote")
         return build_synthetic(records), kind
     if not runs:
-        raise UserError(f"no run folders (with config.yaml or result.json) under {', '.join(map(str, paths))}")
+        raise UserError(f"no run folders (with config.yaml or result.json) under {', '.join(map(str, paths))}; give "
+                        f"the folder of a run or a sweep")
     return build_table(runs, kind), kind

@@ -71,7 +71,7 @@ def present(value: Any) -> Any:
 
 def percent(value: Any) -> float | None:
     value = number(value)
-    return None if value is None else 100.0 * value
+    return None if value is None else number(100.0 * value)  # 1e308 is finite, 100 times it is not
 
 
 def share(part: tuple | None, whole: tuple | None) -> float | None:
