@@ -145,7 +145,7 @@ def data_command(argv: list[str]) -> None:
 
 
 def table_command(argv: list[str]) -> None:
-    from meprop_cli import table
+    from meprop_cli import results, table
     from meprop_cli.errors import UserError
 
     parser = argparse.ArgumentParser(
@@ -159,16 +159,19 @@ def table_command(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the table to this file instead of stdout")
     args = parser.parse_args(argv)
     try:
+        clash = next((path for path in args.paths if args.out and results.same_file(path, args.out)), None)
+        if clash:  # a benchmark file given with --out: the table would replace the records it is built from
+            raise UserError(f"--out {args.out} is the input file {clash}; give another path for the table")
         built, kind = table.make_table(args.paths, args.kind)
         text = table.render(built, args.format)
+        if args.out:
+            results.write_text_atomic(args.out, text)
     except UserError as e:
         fail(str(e))
     if args.format == "csv":  # keep the CSV machine-readable: the notes go to stderr
         for note in built.notes:
             print(f"meprop table: {note}", file=sys.stderr)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
         print(f"{kind} table, {len(built.rows)} row(s) -> {args.out}")
     else:
         print(text, end="")
@@ -184,7 +187,8 @@ def plot_command(argv: list[str]) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders or sweep folders")
     parser.add_argument("--kind", choices=plot.KINDS, required=True,
                         help="ratio | random | small (Fig. 4), curves (dev over epochs), mesimp, meact")
-    parser.add_argument("--out", type=Path, default=None, help="the PNG file (default: KIND.png)")
+    parser.add_argument("--out", type=Path, default=None, help="the figure file, in the format of its suffix: "
+                        f"{', '.join('.' + f for f in plot.FIGURE_FORMATS)} (default: KIND.png)")
     args = parser.parse_args(argv)
     out = args.out or Path(f"{args.kind}.png")
     try:
@@ -199,8 +203,9 @@ def plot_command(argv: list[str]) -> None:
 
 
 def tag_command(argv: list[str]) -> None:
+    from meprop_cli import results
     from meprop_cli.data.conllu import read_conllu, write_conllu
-    from meprop_cli.errors import UserError
+    from meprop_cli.errors import DataError, UserError
     from meprop_cli.tasks.pos import load_tagger, tag_sentences
 
     parser = argparse.ArgumentParser(prog="meprop tag", description="Tag a CoNLL-U file with a trained POS tagger.")
@@ -209,8 +214,15 @@ def tag_command(argv: list[str]) -> None:
     parser.add_argument("output", help="where to write the CoNLL-U file with predicted tags")
     args = parser.parse_args(argv)
     try:
+        for role, given in (("input", args.input), ("checkpoint", args.checkpoint)):
+            if results.same_file(given, args.output):  # also through another spelling, a symlink or a hard link
+                raise UserError(f"OUTPUT {args.output} is the {role} file {given}: tagging would overwrite it; give "
+                                "another output path")
         task, model = load_tagger(args.checkpoint)
-        write_conllu(args.output, tag_sentences(task, model, read_conllu(args.input)))
+        sentences = read_conllu(args.input)
+        if not sentences:
+            raise DataError(f"{args.input} holds no sentence; give a CoNLL-U file with sentences to tag")
+        write_conllu(args.output, tag_sentences(task, model, sentences))
     except UserError as e:
         fail(str(e))
     print(f"tagged {args.input} -> {args.output}")

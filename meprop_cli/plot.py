@@ -1,4 +1,5 @@
-"""`meprop plot`: the papers' figures as PNG files, from run folders only (headless, matplotlib Agg).
+"""`meprop plot`: the papers' figures as PNG files (or another FIGURE_FORMATS, by the file's suffix), from run
+folders only (headless, matplotlib Agg).
 
 Kinds:
     ratio    accuracy vs backprop ratio k/h for meProp, the baseline as a dashed line (meProp Fig. 4 left)
@@ -31,6 +32,7 @@ from meprop_cli.table.frame import BASELINE, is_method_key, number, percent, run
 from meprop_cli.table.kinds import sizes  # noqa: E402
 
 KINDS = ("ratio", "random", "small", "curves", "mesimp", "meact")
+FIGURE_FORMATS = ("png", "pdf", "svg", "eps", "jpg", "jpeg")  # what matplotlib writes without a LaTeX install
 RATIO_METHODS = {"ratio": ("meprop", "meprop_unified"), "random": ("meprop", "random"), "small": ("meprop", "small")}
 
 
@@ -265,17 +267,32 @@ def plot_meact(runs: list[results.RunFolder], out: Path) -> None:
     save(fig, out)
 
 
+def figure_format(out: Path) -> str:
+    """The format the figure is written in: its file's suffix; a UserError for a folder or another suffix."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the figure's file, for example {out / 'figure.png'}")
+    fmt = out.suffix[1:].lower()
+    if fmt not in FIGURE_FORMATS:
+        why = f"{out.suffix} is not a figure format" if out.suffix else "has no suffix to name the figure's format"
+        raise UserError(f"--out {out}: {why}; end the name with .png (or "
+                        f"{', '.join('.' + f for f in FIGURE_FORMATS[1:])})")
+    return fmt
+
+
 def save(fig: plt.Figure, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        with results.atomic_file(out, "wb") as f:
+            fig.savefig(f, format=figure_format(out), dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def make_plot(paths: list[Path], kind: str, out: Path) -> list[results.RunFolder]:
     """Write the figure of the runs under paths to out; returns the runs that were left out (not completed)."""
     if kind not in KINDS:
         raise UserError(f"--kind {kind} is unknown; use one of {', '.join(KINDS)}")
+    figure_format(out)  # before reading and drawing
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UserError(f"{', '.join(missing)} does not exist: give run folders or sweep folders")

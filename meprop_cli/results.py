@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
@@ -91,22 +92,75 @@ def _fault_point(path: Path) -> None:
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     """A file to write that replaces `path` only once it is complete: on any failure (disk full, an exception,
-    a signal) the temp file is removed and `path` keeps what it held. An OSError becomes one sentence."""
+    a signal) the temp file is removed and `path` keeps what it held. An OSError becomes one sentence
+    (OutputError).
+
+    Missing parent folders are created. A symlink's target is replaced, not the link; a path that exists but is
+    not a regular file (/dev/stdout, a pipe) is written directly: renaming over it would replace the device."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    encoding = {} if "b" in mode else {"encoding": "utf-8"}
+    if path.exists() and not path.is_file() and not path.is_dir():
+        try:
+            with open(path, mode, **encoding) as f:
+                yield f
+        except OSError as e:
+            raise output_error(path, e) from None
+        return
+    target = Path(os.path.realpath(path))
+    tmp = target.with_name(target.name + ".tmp")
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        if target.is_dir():  # before any work: a temp file could be written but never renamed over a folder
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode, **encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        _fault_point(path)
-        os.replace(tmp, path)
+        _fault_point(target)
+        os.replace(tmp, target)
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(e, OSError):
-            raise OutputError(f"could not write {path}: {e.strerror or e}") from None
+            raise output_error(path, e) from None
         raise
+
+
+def output_error(path: Path, error: OSError) -> OutputError:
+    """Why path could not be written, and what to do, in one sentence."""
+    folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))  # the nearest existing folder
+    if error.errno == errno.EISDIR:
+        return OutputError(f"could not write {path}: it is a folder; give the path of a file")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST) or not folder.is_dir():
+        return OutputError(f"could not write {path}: {folder} is a file, not a folder; give a path in a folder")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return OutputError(f"could not write {path}: {error.strerror} in {folder}; give a path in a folder you can "
+                           "write to")
+    if error.errno == errno.EROFS:
+        return OutputError(f"could not write {path}: {folder} is on a read-only file system; give a path on "
+                           "another disk")
+    if error.errno == errno.ENOENT:
+        return OutputError(f"could not write {path}: its folder cannot be made in {folder} ({error.strerror}); give "
+                           "a path in a folder you can write to")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"could not write {path}: {error.strerror} (the file keeps what it held); free some "
+                           "space or write to another disk")
+    return OutputError(f"could not write {path}: {error.strerror or error}; give a path in a folder you can write "
+                       "to")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_file(path) as f:
+        f.write(text)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one existing file (another spelling, a symlink, a hard link): an output that would
+    overwrite an input."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
 
 
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
