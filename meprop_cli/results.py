@@ -9,7 +9,8 @@ load_runs() is how `meprop table` / `meprop plot` see run folders: every folder 
 status (completed, failed, unfinished, unreadable) and, when it is not completed, the reason why. The
 readers check the shape of what they read (RESULT_SHAPES, METRICS_SHAPES, CONFIG_SHAPES: the keys the
 table and plot use), so a hand-edited or foreign file makes its run unreadable, not the command fail.
-read_benchmark() reads the synthetic-speed benchmark's records (BENCH_COLUMNS).
+read_benchmark() reads the synthetic-speed benchmark's records (BENCH_COLUMNS), read_checkpoint() a best.pt
+or last.pt (CHECKPOINT_KEYS).
 """
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from meprop_cli.errors import OutputError
+from meprop_cli.errors import DataError, OutputError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
+CHECKPOINT_KEYS = ("model", "config")  # what every checkpoint holds (train.Run.save_checkpoint), each a mapping
 
 STATUSES = ("completed", "failed")
 RESULT_KEYS = ("task", "method", "seed", "status", "error", "best_epoch", "dev", "test", "hidden", "k",
@@ -331,6 +333,34 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
     if problem:
         raise ValueError(problem)
     return config
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint (best.pt, last.pt) as the dict the trainer saved; DataError, in one sentence, for a file that
+    is not one (another kind of file, empty, truncated) or lacks CHECKPOINT_KEYS."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a checkpoint; give the {BEST_CHECKPOINT} file of a run")
+    if not path.exists():
+        raise DataError(f"checkpoint {path} not found; give the {BEST_CHECKPOINT} file of a run")
+    import torch  # only the commands that load a model need it
+
+    hint = f"give the {BEST_CHECKPOINT} or {LAST_CHECKPOINT} a meprop run wrote"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except PermissionError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror}); check its permissions") from None
+    except Exception as e:  # unpickling a damaged or foreign file can raise almost any exception type
+        why = "the file is empty" if path.stat().st_size == 0 else one_line(f"{type(e).__name__}: {e}", 120)
+        raise DataError(f"{path} is not a meprop checkpoint (torch cannot load it: {why}); it may be truncated or "
+                        f"another kind of file: {hint}") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"{path} is not a meprop checkpoint (it holds a {type(payload).__name__}, not a mapping); {hint}")
+    wrong = [key for key in CHECKPOINT_KEYS if not isinstance(payload.get(key), dict)]
+    if wrong:
+        raise DataError(f"{path} is not a meprop checkpoint (its {' and '.join(wrong)} "
+                        f"{'is' if len(wrong) == 1 else 'are'} missing or not a mapping); {hint}")
+    return payload
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -1,6 +1,6 @@
 """What `meprop table --out`, `meprop plot --out` and `meprop tag` write: every output path they cannot write is one
 sentence and exit 2, never a traceback; writes are atomic (a failed one keeps the old file and leaves no temp
-file); tag never writes over its input or checkpoint."""
+file); tag never writes over its input or checkpoint, and refuses a file that is not a tagger checkpoint."""
 from __future__ import annotations
 
 import errno
@@ -252,6 +252,37 @@ def test_write_conllu_removes_its_temp_file_when_the_write_fails(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def not_a_checkpoint(tmp_path, tagger) -> dict[str, tuple[Path, str]]:
+    """Files given as CKPT -> the start of the message after the path."""
+    data = tagger[0].read_bytes()
+    (tmp_path / "text.pt").write_text("hello\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "result.json").write_text('{"status": "completed"}\n')
+    torch.save({"model": {}, "config": {"task": {"name": "digits"}}}, tmp_path / "digits.pt")
+    payload = torch.load(tagger[0], weights_only=False)
+    torch.save({k: v for k, v in payload.items() if k != "task_state"}, tmp_path / "no_vocabularies.pt")
+    torch.save({**payload, "model": {"output.weight": torch.zeros(1)}}, tmp_path / "other_weights.pt")
+    cannot = "is not a meprop checkpoint (torch cannot load it: "
+    return {"a text file": (tmp_path / "text.pt", cannot), "an empty file": (tmp_path / "empty.pt", cannot),
+            "half of a real best.pt": (tmp_path / "half.pt", cannot),
+            "a result.json": (tmp_path / "result.json", cannot),
+            "another task's checkpoint": (tmp_path / "digits.pt", "is a task=digits checkpoint; give the best.pt of a "
+                                                                  "task=pos run"),
+            "without vocabularies": (tmp_path / "no_vocabularies.pt", "lacks the tagger's vocabularies (task_state)"),
+            "weights of another model": (tmp_path / "other_weights.pt", "is a task=pos checkpoint whose vocabularies "
+                                                                        "or weights do not fit its config")}
+
+
+@pytest.mark.parametrize("case", ["a text file", "an empty file", "half of a real best.pt", "a result.json",
+                                  "another task's checkpoint", "without vocabularies", "weights of another model"])
+def test_tag_refuses_what_is_not_a_tagger_checkpoint_in_one_sentence(tagger, tag_input, tmp_path, capsys, case):
+    checkpoint, message = not_a_checkpoint(tmp_path, tagger)[case]
+    code, err = cli(["tag", checkpoint, tag_input, tmp_path / "out.conllu"], capsys)
+    assert code == 2 and err.startswith(f"meprop: error: {checkpoint} {message}") and err.count("\n") == 1
+    assert not (tmp_path / "out.conllu").exists()
+
+
 def test_tag_refuses_an_input_without_sentences(tagger, tmp_path, capsys):
     (tmp_path / "empty.conllu").write_text("")
     code, err = cli(["tag", tagger[0], tmp_path / "empty.conllu", tmp_path / "out.conllu"], capsys)
@@ -265,7 +296,8 @@ def test_the_commands_end_in_one_line_without_a_traceback(tagger, tag_input, run
     for args, message in (
             (["table", runs, "--out", tmp_path / "afile" / "t.md"], f"could not write {tmp_path / 'afile' / 't.md'}"),
             (["plot", runs, "--kind", "curves", "--out", tmp_path / "fig.xyz"], ".xyz is not a figure format"),
-            (["tag", tagger[0], tag_input, tag_input], "tagging would overwrite it")):
+            (["tag", tagger[0], tag_input, tag_input], "tagging would overwrite it"),
+            (["tag", tmp_path / "afile", tag_input, tmp_path / "o.conllu"], "is not a meprop checkpoint")):
         done = run_meprop([str(a) for a in args], cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
         assert done.stderr.startswith("meprop: error: ") and message in done.stderr

@@ -1,15 +1,16 @@
 """The run-folder contract's readers: a file of the wrong shape makes its run unreadable with a reason (never a
-traceback in `meprop table` / `meprop plot`), and benchmark records are checked where they are read."""
+traceback in `meprop table` / `meprop plot`), benchmark records and checkpoints are checked where they are read."""
 from __future__ import annotations
 
 import json
 import os
 
 import pytest
+import torch
 
 from fake_runs import write_run
 from meprop_cli import plot, results, table
-from meprop_cli.errors import UserError
+from meprop_cli.errors import DataError, UserError
 
 
 def curve(scores: list[float]) -> list[dict]:
@@ -228,3 +229,52 @@ def test_csv_benchmark_counts_may_be_written_as_floats_and_bad_bytes_name_the_fi
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(UserError, match=f"{path} is not UTF-8 text; give the benchmark's .jsonl or .csv file"):
         table.make_table([path], "synthetic")
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+def checkpoint_files(tmp_path) -> dict[str, tuple]:
+    """name -> (path, the start of read_checkpoint's message after the path)."""
+    real = tmp_path / "real.pt"
+    torch.save({"model": {"w": torch.zeros(200, 200)}, "config": {"task": {"name": "digits"}}}, real)
+    data = real.read_bytes()
+    files = {"text.pt": b"hello\n", "empty.pt": b"", "half.pt": data[: len(data) // 2], "result.json": b'{"a": 1}',
+             "random.pt": bytes(range(256)) * 4}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({"model": {}}, tmp_path / "no_config.pt")
+    torch.save({"model": {}, "config": "task=pos"}, tmp_path / "config_text.pt")
+    cannot = "is not a meprop checkpoint (torch cannot load it: "
+    return {"text": ("text.pt", cannot), "empty": ("empty.pt", cannot + "the file is empty)"),
+            "half of a real one": ("half.pt", cannot), "a result.json": ("result.json", cannot),
+            "random bytes": ("random.pt", cannot),
+            "a tensor": ("tensor.pt", "is not a meprop checkpoint (it holds a Tensor, not a mapping)"),
+            "no config": ("no_config.pt", "is not a meprop checkpoint (its config is missing or not a mapping)"),
+            "config text": ("config_text.pt", "is not a meprop checkpoint (its config is missing or not a mapping)"),
+            "a folder": (".", "is a folder, not a checkpoint; give the best.pt file of a run"),
+            "missing": ("none.pt", "")}
+
+
+@pytest.mark.parametrize("case", ["text", "empty", "half of a real one", "a result.json", "random bytes", "a tensor",
+                                  "no config", "config text", "a folder", "missing"])
+def test_read_checkpoint_refuses_what_is_not_a_checkpoint_in_one_sentence(tmp_path, case):
+    name, message = checkpoint_files(tmp_path)[case]
+    path = tmp_path / name
+    with pytest.raises(DataError) as caught:
+        results.read_checkpoint(path)
+    text = str(caught.value)
+    assert "\n" not in text and len(text) < 400
+    if case == "missing":
+        assert text == f"checkpoint {path} not found; give the best.pt file of a run"
+    else:
+        assert text.startswith(f"{path} {message}")
+    if "cannot load" in message:
+        assert text.endswith("it may be truncated or another kind of file: give the best.pt or last.pt a meprop "
+                             "run wrote")
+
+
+def test_read_checkpoint_gives_the_saved_dict(tmp_path):
+    torch.save({"model": {"w": torch.ones(2)}, "config": {"task": {"name": "digits"}}, "sizes": None}, tmp_path / "a.pt")
+    payload = results.read_checkpoint(tmp_path / "a.pt")
+    assert payload["config"] == {"task": {"name": "digits"}} and torch.equal(payload["model"]["w"], torch.ones(2))

@@ -263,19 +263,27 @@ def load_tagger(checkpoint: str | Path) -> tuple[PosTask, Tagger]:
     """A trained tagger from a run's best.pt: its task (vocabularies) and model, in eval mode."""
     from omegaconf import OmegaConf
 
+    from meprop_cli import results
     from meprop_cli.methods import build_method
 
-    if not Path(checkpoint).is_file():
-        raise DataError(f"checkpoint {checkpoint} not found; give the best.pt of a task=pos run")
-    payload = torch.load(checkpoint, weights_only=False)
+    payload = results.read_checkpoint(checkpoint)
     cfg = OmegaConf.create(payload["config"])
-    if cfg.task.name != "pos":
-        raise DataError(f"{checkpoint} is a task={cfg.task.name} checkpoint; give the best.pt of a task=pos run")
-    task = PosTask(cfg.task, Path(cfg.data_root))
-    task.set_state(payload["task_state"])
-    model = task.build_model(build_method(cfg))
-    fit_to_sizes(model, payload.get("sizes"))  # a meSimp tagger is smaller than its config says
-    model.load_state_dict(payload["model"])
+    name = OmegaConf.select(cfg, "task.name")
+    if name != "pos":
+        raise DataError(f"{checkpoint} is a task={name} checkpoint; give the best.pt of a task=pos run")
+    if "task_state" not in payload:
+        raise DataError(f"{checkpoint} lacks the tagger's vocabularies (task_state); give the best.pt a task=pos run "
+                        "wrote")
+    try:
+        task = PosTask(cfg.task, Path(cfg.data_root))
+        task.set_state(payload["task_state"])
+        model = task.build_model(build_method(cfg))
+        fit_to_sizes(model, payload.get("sizes"))  # a meSimp tagger is smaller than its config says
+        model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:  # a damaged or foreign payload
+        raise DataError(f"{checkpoint} is a task=pos checkpoint whose vocabularies or weights do not fit its "
+                        f"config ({results.one_line(f'{type(e).__name__}: {e}', 150)}); give the best.pt a task=pos "
+                        "run wrote") from None
     return task, model.eval()
 
 
