@@ -345,7 +345,8 @@ class Run:
                 bar.set_postfix(loss=f"{loss_sum / examples:.4f}")
             elif cfg.progress != "none" and bar is None and steps % cfg.log_every_steps == 0:
                 log.info("epoch %d step %d: train loss %.4f", epoch, steps, loss_sum / examples)
-            if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0:
+            if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0 and steps != steps_in_epoch:
+                # (the epoch's last step is scored by the epoch's own evaluation below, once)
                 with self.scored_weights():
                     self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
             if self.checkpoint_due():  # after the evaluation above: last.pt then holds it (and metrics.jsonl agrees)

@@ -63,6 +63,8 @@ def test_eval_every_steps_adds_dev_evaluations(make_cfg, tmp_path):
     train(cfg, tmp_path)
     steps = [line["step"] for line in results.read_metrics(tmp_path)]
     assert steps == [50, 100, 120]  # 1,197 training images in batches of 10 = 120 updates
+    train(make_cfg(["trainer.max_epochs=1", "trainer.eval_every_steps=60", "trainer.progress=none"]), tmp_path / "b")
+    assert [line["step"] for line in results.read_metrics(tmp_path / "b")] == [60, 120]  # the last step scored once
 
 
 def interrupted_in_epoch(stop: int, original):
