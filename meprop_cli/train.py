@@ -514,7 +514,7 @@ class Run:
         if not path.is_file():
             raise UserError(f"trainer.resume=true but {path} does not exist: point hydra.run.dir at the folder "
                             "of the run to continue")
-        return torch.load(path, weights_only=False)
+        return results.read_checkpoint(path)
 
     def load_last(self, last: dict[str, Any]) -> None:
         """Continue from last.pt; the model already has its saved sizes (setup)."""
@@ -633,7 +633,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def run_from_last(run_dir: Path, adjust: Callable[[DictConfig], None] | None = None) -> tuple[Run, dict[str, Any]]:
     """A set-up Run of the run in run_dir holding its last.pt weights, and last.pt itself, for the scripts that
     inspect a run. adjust(cfg) may change (or reject) the saved config before setup loads the data."""
-    last = torch.load(Path(run_dir) / results.LAST_CHECKPOINT, weights_only=False)
+    last = results.read_checkpoint(Path(run_dir) / results.LAST_CHECKPOINT)
     # trainer options added since the run was saved take their defaults
     cfg = OmegaConf.merge({"trainer": OmegaConf.to_container(OmegaConf.structured(TrainerConfig))}, last["config"])
     cfg.trainer.resume = False

@@ -175,3 +175,13 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one_and_no_temp_
     assert torch.load(tmp_path / results.LAST_CHECKPOINT, weights_only=False)["epoch"] == 1
     assert not list(tmp_path.glob("*.tmp"))
     assert results.read_result(tmp_path)["status"] == "failed"
+
+
+def test_a_truncated_last_checkpoint_is_one_sentence_on_resume(make_cfg, tmp_path):
+    from meprop_cli.errors import DataError
+
+    train(make_cfg(["trainer.max_epochs=1", "trainer.progress=none"]), tmp_path)
+    last = tmp_path / results.LAST_CHECKPOINT
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # as a copy cut short
+    with pytest.raises(DataError, match=r"last\.pt is not a meprop checkpoint \(torch cannot load it"):
+        train(make_cfg(["trainer.max_epochs=2", "trainer.progress=none", "trainer.resume=true"]), tmp_path)
