@@ -186,7 +186,7 @@ def plot_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="meprop plot", description="Draw a paper figure (PNG) from run folders.")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders or sweep folders")
     parser.add_argument("--kind", choices=plot.KINDS, required=True,
-                        help="ratio | random | small (Fig. 4), curves (dev over epochs), mesimp, meact")
+                        help="ratio | random | small (Fig. 4), curves (dev over epochs), mesimp, meact, diagnostics")
     parser.add_argument("--out", type=Path, default=None, help="the figure file, in the format of its suffix: "
                         f"{', '.join('.' + f for f in plot.FIGURE_FORMATS)} (default: KIND.png)")
     args = parser.parse_args(argv)

@@ -31,7 +31,7 @@ from meprop_cli.table.aggregate import sort_key  # noqa: E402
 from meprop_cli.table.frame import BASELINE, is_method_key, number, percent, run_frame  # noqa: E402
 from meprop_cli.table.kinds import sizes  # noqa: E402
 
-KINDS = ("ratio", "random", "small", "curves", "mesimp", "meact")
+KINDS = ("ratio", "random", "small", "curves", "mesimp", "meact", "diagnostics")
 FIGURE_FORMATS = ("png", "pdf", "svg", "eps", "jpg", "jpeg")  # what matplotlib writes without a LaTeX install
 RATIO_METHODS = {"ratio": ("meprop", "meprop_unified"), "random": ("meprop", "random"), "small": ("meprop", "small")}
 
@@ -267,6 +267,49 @@ def plot_meact(runs: list[results.RunFolder], out: Path) -> None:
     save(fig, out)
 
 
+# trainer.diagnostics' fields, as the panels of `--kind diagnostics` show them (diagnostics.py says what each is)
+DIAGNOSTIC_PANELS = (("mean_abs_activation", "mean |activation|"), ("dead_fraction", "dead units (share)"),
+                     ("kept_negative_fraction", "negative share: kept (solid), all nonzero (dashed)"),
+                     ("gradient_cosine", "cos(kept, full output gradient)"))
+
+
+def plot_diagnostics(runs: list[results.RunFolder], out: Path) -> None:
+    lines = epoch_lines(runs)
+    if lines.empty or results.DIAGNOSTICS not in lines or lines[results.DIAGNOSTICS].isna().all():
+        raise UserError(f"the 'diagnostics' plot needs metrics.jsonl lines with {results.DIAGNOSTICS} "
+                        "(trainer.diagnostics=true); no run under the paths has them")
+    lines = lines.dropna(subset=[results.DIAGNOSTICS])
+    settings = sorted(lines.groupby("setting"), key=lambda item: sort_key(item[1].iloc[0]["row"]))
+    differ = varying(pd.DataFrame([group.iloc[0]["row"] for _, group in settings]))
+    fig, axes = panels(1 + len(DIAGNOSTIC_PANELS))
+    for number, (_, group) in enumerate(settings):
+        first = group.iloc[0]["row"]
+        label = f"{setting_label(first)}{context_label(first, differ)}"
+        color = f"C{number % 10}"
+        by_step = group.groupby("step")
+        axes[0].plot(by_step["dev_score"].mean().index, by_step["dev_score"].mean().values, marker=".", color=color,
+                     label=label)
+        layers = len(group[results.DIAGNOSTICS].iloc[0])
+        for layer in range(layers):
+            fields = pd.DataFrame([line[layer] for line in group[results.DIAGNOSTICS]], index=group["step"])
+            fields = fields.apply(pd.to_numeric, errors="coerce").groupby(level=0).mean()
+            style = dict(color=color, marker=".", alpha=1.0 if layer == layers - 1 else 0.5)
+            for ax, (key, _) in zip(axes[1:], DIAGNOSTIC_PANELS):
+                ax.plot(fields.index, fields[key], label=f"{label} layer {layer + 1}", **style)
+                if key == "kept_negative_fraction":
+                    ax.plot(fields.index, fields["nonzero_negative_fraction"], linestyle="--", **style)
+    axes[0].set(ylabel=f"dev {lines['metric'].dropna().iloc[0] if lines['metric'].notna().any() else 'score'} (%)")
+    for ax, (key, ylabel) in zip(axes[1:], DIAGNOSTIC_PANELS):
+        ax.set(ylabel=ylabel)
+        if key == "mean_abs_activation":
+            ax.set_yscale("log")
+    for ax in axes:
+        ax.set(xlabel="updates")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    save(fig, out)
+
+
 def figure_format(out: Path) -> str:
     """The format the figure is written in: its file's suffix; a UserError for a folder or another suffix."""
     if out.is_dir():
@@ -306,6 +349,8 @@ def make_plot(paths: list[Path], kind: str, out: Path) -> list[results.RunFolder
         plot_curves(runs, out)
     elif kind == "mesimp":
         plot_mesimp(runs, out)
+    elif kind == "diagnostics":
+        plot_diagnostics(runs, out)
     else:
         plot_meact(runs, out)
     return [run for run in runs if run.status != "completed"]

@@ -179,8 +179,13 @@ def write_result(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(_clean(record)) + "\n")
+    """One line more; a line cut short by a full disk is dropped by the readers and cut off on resume."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_clean(record)) + "\n")
+    except OSError as e:
+        raise output_error(path, e) from None
 
 
 # -- the shapes readers rely on ------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import struct
 
+import matplotlib.pyplot as plt
 import pytest
 
 from fake_runs import write_run
@@ -158,3 +159,22 @@ def test_meact_figure_draws_each_layer_and_marks_where_meact_starts(tmp_path, mo
     updates = [ys for label, _, ys in drawn if ys and max(ys) < 1e-2 and not (label and "layer" in label)]
     assert sorted(updates) == sorted([[3e-4, 2e-4, 2e-4], [3e-4, 5e-5, 3e-5]])
     assert set(marks) == {1.5}  # the meAct run's first acting epoch is 2 (dev and update panels)
+
+
+def test_the_diagnostics_figure_draws_dev_and_the_four_statistics_of_each_layer(tmp_path, monkeypatch):
+    watch = {"mean_abs_activation": 2.0, "dead_fraction": 0.1, "nonzero_negative_fraction": 0.47,
+             "kept_negative_fraction": 0.6, "gradient_cosine": 0.7}
+    for name, method in (("base", "baseline"), ("top", "meprop")):
+        write_run(tmp_path, name, method=method, metrics=[dict(line, **{results.DIAGNOSTICS: [watch, watch]})
+                                                          for line in curve([0.9, 0.95])])
+    drawn = []
+    original = plt.Axes.plot
+    monkeypatch.setattr(plt.Axes, "plot", lambda ax, *a, **k: (drawn.append(k.get("linestyle", "-")),
+                                                                original(ax, *a, **k))[1])
+    plot.make_plot([tmp_path], "diagnostics", tmp_path / "d.png")
+    assert png_size(tmp_path / "d.png")[0] == 3300  # five panels
+    # per run: dev, and per layer the four statistics plus the dashed all-nonzero negative share
+    assert len(drawn) == 2 * (1 + 2 * 5) and drawn.count("--") == 2 * 2
+    write_run(tmp_path / "plain", "p", method="meprop", metrics=curve([0.9]))
+    with pytest.raises(UserError, match=r"diagnostics \(trainer.diagnostics=true\)"):
+        plot.make_plot([tmp_path / "plain"], "diagnostics", tmp_path / "x.png")
