@@ -242,6 +242,7 @@ METRICS_SHAPES = {
     "epoch": INTEGER, "step": INTEGER, "train_loss": NUMBER, "dev": NUMBERS_BY_NAME, "best": FLAG,
     "timing": NUMBERS_BY_NAME, SIZES: INTEGERS, ACTIVE_FRACTION: NUMBERS, MEACT_ACTING: FLAG, UPDATE_SIZE: NUMBER,
     UPDATE_SIZE_BY_PARAM: NUMBERS_BY_NAME,
+    DIAGNOSTICS: Shape("a list of layers' statistics", _list, null_items=False, items=NUMBERS_BY_NAME),
     PRUNE_CHECKS: Shape("a list of prune checks", _list, null_items=False, items=mapping(
         {"epoch": INTEGER, "step": INTEGER, "pruned": FLAG, SIZES: INTEGERS})),
 }

@@ -18,7 +18,8 @@ def curve(scores: list[float]) -> list[dict]:
 
 
 def good_runs(root) -> None:
-    """Runs that every plot kind can draw: Fig. 4's methods, a meSimp run whose sizes change, a meAct run."""
+    """Runs that every plot kind can draw: Fig. 4's methods, a meSimp run whose sizes change, a meAct run, a run
+    with diagnostics."""
     write_run(root, "b", method="baseline", metrics=curve([0.95, 0.97]))
     write_run(root, "m", method="meprop", k=20, test=0.98, metrics=curve([0.96, 0.975]))
     write_run(root, "r", method="random", k=20, test=0.93)
@@ -28,6 +29,10 @@ def good_runs(root) -> None:
     write_run(root, "act", method="meact", k=None,
               metrics=[dict(line, **{results.ACTIVE_FRACTION: [f], results.UPDATE_SIZE: u, results.MEACT_ACTING: a})
                        for line, f, u, a in zip(curve([0.97, 0.98]), (1.0, 0.3), (1e-3, 2e-4), (False, True))])
+    watch = {"mean_abs_activation": 2.0, "dead_fraction": 0.1, "nonzero_negative_fraction": 0.5,
+             "kept_negative_fraction": 0.6, "gradient_cosine": None}  # None: no update since the last line
+    write_run(root, "watched", method="meprop", k=20,
+              metrics=[dict(line, **{results.DIAGNOSTICS: [watch]}) for line in curve([0.9, 0.95])])
 
 
 UNSET = object()
@@ -78,6 +83,8 @@ BROKEN = {  # what is wrong -> (bad_run arguments, the reason load_run gives)
                              '(line 1: "prune_checks[0]" is an integer, not a mapping)'),
     "active fraction a mapping": ({"metrics": json.dumps({**LINE, results.ACTIVE_FRACTION: {"a": 1}}) + "\n"},
                                   '(line 1: "active_fraction" is a mapping, not a list of numbers)'),
+    "diagnostics a mapping": ({"metrics": json.dumps({**LINE, results.DIAGNOSTICS: {"a": 1}}) + "\n"},
+                              '(line 1: "diagnostics" is a mapping, not a list of layers\' statistics)'),
     "metrics not UTF-8": ({"metrics": "\udcff"}, "metrics.jsonl is not UTF-8 text (byte 0xff at offset 0)"),
     "config a list": ({"config": "- 1\n- 2\n"}, "config.yaml is unreadable (it holds a list, not a mapping"),
     "config a number": ({"config": "3\n"}, "config.yaml is unreadable (Invalid loaded object type: int)"),
