@@ -279,7 +279,7 @@ def check_bounds(cfg: Any) -> None:
         values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
         if not all(bound.holds(v) for v in values):
             shown = list(values) if len(values) != 1 or OmegaConf.is_list(value) else values[0]
-            what = "must hold values" if OmegaConf.is_list(value) else "must be"
+            what = "must hold values that are" if OmegaConf.is_list(value) else "must be"
             hint = f": {bound.hint}" if bound.hint else ""
             raise ConfigError(f"{key}={shown} {what} {bound.describe()}{hint}")
 
