@@ -306,7 +306,7 @@ class Run:
         if cfg.max_steps_per_epoch:
             steps_in_epoch = min(steps_in_epoch, cfg.max_steps_per_epoch) if steps_in_epoch else cfg.max_steps_per_epoch
         times = progress.times
-        sum_loss = cfg.get("loss_reduction", "mean") == "sum"
+        sum_loss, clip = cfg.get("loss_reduction", "mean") == "sum", self.cfg.optim.get("clip")
         linear_backward_timer.reset()
         linear_backward_timer.seconds = progress.linear_backward_s
         examples, loss_sum, steps = progress.examples, progress.loss_sum, progress.steps
@@ -324,7 +324,7 @@ class Run:
             self.method.on_batch_start(self.task.example_ids(batch))
             if self.updates is not None:
                 self.updates.snapshot(self.model)
-            loss, n = timed_step(self.task, self.model, self.optimizer, batch, times, sum_loss, self.cfg.optim.clip)
+            loss, n = timed_step(self.task, self.model, self.optimizer, batch, times, sum_loss, clip)
             if self.updates is not None:
                 self.updates.measure()
             steps += 1
@@ -349,7 +349,8 @@ class Run:
                 # (the epoch's last step is scored by the epoch's own evaluation below, once)
                 with self.scored_weights():
                     self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
-            if self.checkpoint_due():  # after the evaluation above: last.pt then holds it (and metrics.jsonl agrees)
+            if steps != steps_in_epoch and self.checkpoint_due():  # after the evaluation above: last.pt then holds it
+                # (and metrics.jsonl agrees); the epoch's last step is saved by the epoch's own checkpoint
                 progress.steps, progress.examples, progress.loss_sum = steps, examples, loss_sum
                 self.save_last(progress)
         if bar is not None:
