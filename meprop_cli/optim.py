@@ -22,22 +22,32 @@ from meprop_cli.errors import ConfigError
 from meprop_cli.ops import native
 
 
+# optim.implementation as torch's keyword arguments. The three compute the same update, up to rounding.
+IMPLEMENTATIONS = {"fused": dict(fused=True), "foreach": dict(foreach=True), "for_loop": dict(foreach=False)}
+
+
 def build_optimizer(cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
     sparse = bool(cfg.get("sparse_update", False))
+    # configs saved before the option existed ran torch's CPU default, the for-loop
+    dense = IMPLEMENTATIONS[str(cfg.get("implementation", "for_loop"))]
     if cfg.name == "adam":
         if sparse:
             return LazyAdam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                **dense)
     if cfg.name == "adagrad":
         if sparse:
             return LazyAdagrad(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-        return torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    if sparse and (cfg.momentum or cfg.weight_decay):
-        raise ConfigError("optim.sparse_update=true with sgd needs optim.momentum=0 and optim.weight_decay=0; "
-                          "set them to 0 or use adam/adagrad")
-    # torch's SGD updates only the rows of a sparse gradient when momentum and weight decay are 0
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, **dense)
+    if sparse:
+        if cfg.momentum or cfg.weight_decay:
+            raise ConfigError("optim.sparse_update=true with sgd needs optim.momentum=0 and optim.weight_decay=0; "
+                              "set them to 0 or use adam/adagrad")
+        # torch's SGD updates only the rows of a sparse gradient when momentum and weight decay are 0, and only
+        # in its for-loop
+        dense = IMPLEMENTATIONS["for_loop"]
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **dense)
 
 
 @torch.no_grad()

@@ -212,7 +212,8 @@ def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[
     def registered(name: str) -> Callable[[list[str], bool], tuple[Task, Method, Any]]:
         def make(method_overrides: list[str], sparse_update: bool) -> tuple[Task, Method, Any]:
             cfg = compose([f"task={name}", *method_overrides, f"optim={args.optim}",
-                           f"optim.sparse_update={str(sparse_update).lower()}", f"data_root={args.data_root}"])
+                           f"optim.sparse_update={str(sparse_update).lower()}", f"optim.implementation={args.optim_implementation}",
+                           f"data_root={args.data_root}"])
             if name not in loaded:
                 loaded[name] = build_task(cfg.task, Path(cfg.data_root))
                 loaded[name].load()
@@ -221,7 +222,8 @@ def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[
 
     def synthetic(method_overrides: list[str], sparse_update: bool) -> tuple[Task, Method, Any]:
         cfg = compose(["task=digits", *method_overrides, f"optim={args.optim}",
-                       f"optim.sparse_update={str(sparse_update).lower()}"])
+                       f"optim.sparse_update={str(sparse_update).lower()}",
+                       f"optim.implementation={args.optim_implementation}"])
         if args.optim == "adagrad":
             cfg.optim.lr = 0.01  # the papers' AdaGrad rate for parsing
         k = None if cfg.method.mode is None else 20  # the paper's k for parsing, output layer included
@@ -240,7 +242,7 @@ def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[
 
 def bench_whole_step(args: argparse.Namespace) -> None:
     print(f"## Whole training step — kernels: {native.backend()}, threads: {torch.get_num_threads()}, "
-          f"optimizer: {args.optim}, median of {args.reps} slices after a warm-up slice\n")
+          f"optimizer: {args.optim} ({args.optim_implementation}; the sparse update's own kernels), median of {args.reps} slices after a warm-up slice\n")
     print("| task | variant | steps/slice | forward ms | backward ms (linear part) | update ms | step ms | speedup |")
     print("|---|---|---|---|---|---|---|---|")
     for name, make in whole_step_tasks(args):
@@ -287,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=200, help="steps per slice for small-batch tasks")
     parser.add_argument("--heavy-steps", type=int, default=2, help="steps per slice for batch-10,000 tasks")
     parser.add_argument("--optim", default="adam", choices=["adam", "adagrad"], help="optimizer of the whole step")
+    parser.add_argument("--optim-implementation", default="fused", choices=["fused", "foreach", "for_loop"],
+                        help="torch's kernels for the dense optimizer steps (optim.implementation)")
     parser.add_argument("--parse-outputs", type=int, default=25,
                         help="outputs of the synthetic parsing MLP (the paper's 25 transitions)")
     parser.add_argument("--data-root", default=os.environ.get("MEPROP_DATA", "data"))

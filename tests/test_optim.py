@@ -105,3 +105,26 @@ def test_training_with_sparse_update_learns_digits(make_cfg, tmp_path):
     record = train(cfg, tmp_path)
     assert record["status"] == "completed"
     assert record["test"]["accuracy"] > 0.6  # chance is 0.1; dense-update meProp gets 0.74 here
+
+
+@pytest.mark.parametrize("name", ["adam", "adagrad", "sgd"])
+def test_the_optimizer_implementations_take_the_same_steps(name):
+    """optim.implementation picks torch's kernels, not the update: fused and foreach equal the for-loop."""
+    torch.manual_seed(0)
+    models = {impl: torch.nn.Linear(30, 20) for impl in ("for_loop", "foreach", "fused")}
+    for model in models.values():
+        model.load_state_dict(models["for_loop"].state_dict())
+    start = models["for_loop"].weight.detach().clone()
+    optimizers = {impl: build_optimizer(optim_cfg(name=name, lr=0.01, implementation=impl), model)
+                  for impl, model in models.items()}
+    assert optimizers["fused"].defaults["fused"] and optimizers["foreach"].defaults["foreach"]
+    for _ in range(20):
+        grads = [torch.randn_like(p) for p in models["for_loop"].parameters()]
+        for impl, model in models.items():
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            optimizers[impl].step()
+    for impl in ("foreach", "fused"):
+        for p, q in zip(models[impl].parameters(), models["for_loop"].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert (models["fused"].weight - start).abs().max() > 0.01  # the steps moved the weights
