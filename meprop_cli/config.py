@@ -166,7 +166,9 @@ class TrainerConfig:
     checkpoint_every_minutes: float = 0.0  # also save last.pt inside an epoch once this long has passed (0 = off)
     resume: bool = False  # continue from last.pt in the run folder (hydra.run.dir=<that run>)
     average_decay: float = 0.0  # score dev/test with a moving average of the weights, this decay per update (0 = off)
-    max_loss: Optional[float] = 1000.0  # stop as failed when a batch's loss exceeds this or is not finite (null: only the latter)
+    max_loss: Optional[float] = 1000.0  # stop as failed when a batch's loss is not finite, or exceeds this (null: never) ...
+    # ... in this many batches in a row: AdaGrad at MNIST's lr 0.1 spikes to a loss of 1484 at step 2, then learns
+    max_loss_batches: int = 10
     loss_reduction: LossReduction = LossReduction.mean  # back-propagate the batch's mean loss | sum (the C# code)
     diagnostics: bool = False  # write per hidden layer activation, dead-unit and gradient-sign statistics (diagnostics.py)
     track_updates: bool = False  # write the mean |Δw| per parameter per update of each epoch to metrics.jsonl (meAct's figure)
@@ -266,6 +268,7 @@ BOUNDS: dict[str, Bound] = {
     "trainer.average_decay": Bound(0, 1, high_open=True, hint="0 scores the weights as trained, 0.999 an average "
                                    "over about the last 1,000 updates"),
     "trainer.max_loss": Bound(0, low_open=True, hint="null stops only on a loss that is not finite"),
+    "trainer.max_loss_batches": POSITIVE,
     "method.prune_rate": Bound(0, 1, high_open=True, hint="0.1 removes neurons that fewer than 10% of the examples "
                                "since the last check kept in their top-k"),
     "method.prune_checks_per_epoch": POSITIVE, "method.cycle_epochs": POSITIVE,

@@ -310,6 +310,7 @@ class Run:
         linear_backward_timer.reset()
         linear_backward_timer.seconds = progress.linear_backward_s
         examples, loss_sum, steps = progress.examples, progress.loss_sum, progress.steps
+        high_losses = 0  # batches in a row with a loss above trainer.max_loss
         batches = self.task.train_batches(self.generator)
         for _ in itertools.islice(batches, steps):  # draw the batches trained before the checkpoint, and drop them
             pass
@@ -336,10 +337,14 @@ class Run:
             times["update_s"] += time.perf_counter() - started
             examples += n
             value = loss.item()
-            if not math.isfinite(value) or (cfg.max_loss is not None and value > cfg.max_loss):
-                raise Diverged(f"training diverged at epoch {epoch}, step {self.step}: the batch loss is {value:.4g} "
-                               f"(trainer.max_loss={cfg.max_loss}); lower optim.lr (now {self.cfg.optim.lr}) or raise "
-                               f"trainer.max_loss; dev and test are those of the best epoch before it, if one was scored")
+            # (a resume starts the count of high losses again: it only delays a stop)
+            high_losses = high_losses + 1 if cfg.max_loss is not None and value > cfg.max_loss else 0
+            if not math.isfinite(value) or high_losses >= cfg.get("max_loss_batches", 1):
+                bound = ("" if not math.isfinite(value) else
+                         f", above trainer.max_loss={cfg.max_loss} in {high_losses} batches in a row")
+                raise Diverged(f"training diverged at epoch {epoch}, step {self.step}: the batch loss is {value:.4g}"
+                               f"{bound}; lower optim.lr (now {self.cfg.optim.lr}) or raise trainer.max_loss; dev and "
+                               f"test are those of the best epoch before it, if one was scored")
             loss_sum += value * n
             if bar is not None and steps % 50 == 0:
                 bar.set_postfix(loss=f"{loss_sum / examples:.4f}")

@@ -226,12 +226,12 @@ def test_resume_may_change_length_threads_progress_and_data_root(make_cfg, tmp_p
 
 
 @pytest.mark.parametrize("args, loss", [
-    (["optim=sgd", "optim.lr=1e6"], "(nan|inf|[0-9.e+]+)"),  # explodes to a huge loss or NaN
-    (["optim.lr=1e6"], "[0-9.e+]+"),  # Adam at lr 1e6: finite but far above trainer.max_loss
+    (["optim=sgd", "optim.lr=1e6"], r"(nan|inf|[0-9.e+]+, above trainer.max_loss=1000.0 in 10 batches in a row)"),
+    (["optim.lr=1e6"], r"[0-9.e+]+, above trainer.max_loss=1000.0 in 10 batches in a row"),  # Adam: finite, huge
 ])
 def test_a_diverging_run_stops_as_failed_with_its_step_and_loss(make_cfg, tmp_path, args, loss):
-    with pytest.raises(UserError, match=rf"training diverged at epoch \d+, step \d+: the batch loss is {loss} "
-                                        r"\(trainer.max_loss=1000.0\); lower optim.lr \(now 1000000.0\)"):
+    with pytest.raises(UserError, match=rf"training diverged at epoch \d+, step \d+: the batch loss is {loss}; "
+                                        r"lower optim.lr \(now 1000000.0\)"):
         train(make_cfg([*args, "trainer.max_epochs=3", "trainer.progress=none"]), tmp_path)
     record = json.loads((tmp_path / "result.json").read_text())
     assert record["status"] == "failed" and record["error"].startswith("training diverged at epoch")
@@ -239,8 +239,12 @@ def test_a_diverging_run_stops_as_failed_with_its_step_and_loss(make_cfg, tmp_pa
 
 def test_a_loss_above_max_loss_stops_only_when_the_bound_is_set(make_cfg, tmp_path):
     cfg = ["trainer.max_epochs=1", "trainer.progress=none", "trainer.max_steps_per_epoch=5"]
-    with pytest.raises(UserError, match=r"step 1: the batch loss is 2\.\d+ "):  # about log(10) at the start, above 1
-        train(make_cfg([*cfg, "trainer.max_loss=1"]), tmp_path / "bounded")
+    # the loss is about log(10) at the start, above 1: the run stops after max_loss_batches such batches
+    for batches in (1, 3):
+        with pytest.raises(UserError, match=rf"step {batches}: the batch loss is 2\.\d+, above trainer.max_loss=1.0 "
+                                            rf"in {batches} batches in a row;"):
+            train(make_cfg([*cfg, "trainer.max_loss=1", f"trainer.max_loss_batches={batches}"]),
+                  tmp_path / f"bounded{batches}")
     assert train(make_cfg([*cfg, "trainer.max_loss=null"]), tmp_path / "free")["status"] == "completed"
     with pytest.raises(UserError, match="trainer.max_loss=0.0 must be above 0"):
         train(make_cfg([*cfg, "trainer.max_loss=0"]), tmp_path / "zero")
