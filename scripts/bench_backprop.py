@@ -1,6 +1,6 @@
 """Benchmark meProp's backward against full back propagation, in one process, on this machine.
 
-    python scripts/bench_backprop.py                  # linear backward: dense vs topk vs unified vs random
+    python scripts/bench_backprop.py                  # linear backward: dense vs topk vs unified vs random vs the authors' code
     python scripts/bench_backprop.py --whole-step     # whole training steps: baseline vs meProp (± sparse update; meProp-CNN for the CNN)
 
 Linear backward: the time of the meProp autograd function's backward (dx, dW, db), read from the kernels'
@@ -45,6 +45,60 @@ MODES = (("topk", "topk", False), ("topk, sparse dW", "topk", True), ("unified",
          ("unified, sparse dW", "unified", True), ("random", "random", False))
 
 
+# -- the authors' code, as a peer -----------------------------------------------------------------
+# lancopku/meProp src/pytorch/functions.py (2017) ported to torch 2 on the CPU, as it is written there: the
+# weight in their (in × out) layout, a dense bias gradient torch.mv(dy.t(), ones), and for per-example top-k
+# a sparse COO gradient multiplied with torch.dsmm (now torch.sparse.mm). Only the old-style Function API and
+# .cuda() calls changed. Timed by the same timer as ours, around the same part (the backward's body).
+
+class AuthorsLinearUnified(torch.autograd.Function):
+    """linearUnified: one top-k of the column sums of |dy| for the batch, two small dense products."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, k):
+        ctx.save_for_backward(x, w)
+        ctx.k = k
+        ctx.add_buffer = x.new_ones(x.size(0))
+        return torch.addmm(b, x, w)
+
+    @staticmethod
+    def backward(ctx, dy):
+        start = linear_backward_timer.clock()
+        x, w = ctx.saved_tensors
+        _, inds = dy.abs().sum(0).topk(ctx.k)
+        inds = inds.view(-1)
+        pdy = dy.index_select(-1, inds)
+        dx = torch.mm(pdy, w.index_select(-1, inds).t_())
+        dw = w.new(w.size()).zero_().index_copy_(-1, inds, torch.mm(x.t(), pdy))
+        db = torch.mv(dy.t(), ctx.add_buffer)
+        linear_backward_timer.add_since(start)
+        return dx, dw, db, None
+
+
+class AuthorsLinear(AuthorsLinearUnified):
+    """linear with sparse=True: each example's top-k of |dy| as a sparse COO matrix, then sparse × dense."""
+
+    @staticmethod
+    def backward(ctx, dy):
+        start = linear_backward_timer.clock()
+        x, w = ctx.saved_tensors
+        k = ctx.k
+        _, indices = dy.abs().topk(k)
+        values = dy.gather(-1, indices).view(-1)
+        row_indices = torch.arange(0, dy.size()[0]).long().unsqueeze_(-1).repeat(1, k)
+        indices = torch.stack([row_indices.view(-1), indices.view(-1)])
+        pdy = torch.sparse_coo_tensor(indices, values, dy.size(), check_invariants=False)  # unchecked, as in 2017
+        dx = torch.sparse.mm(pdy, w.t())
+        dw = torch.sparse.mm(pdy.t(), x).t()
+        db = torch.mv(dy.t(), ctx.add_buffer)
+        linear_backward_timer.add_since(start)
+        return dx, dw, db, None
+
+
+# label -> the authors' function; their columns follow ours in the table
+PEERS = (("authors' unified", AuthorsLinearUnified), ("authors' per-example (COO)", AuthorsLinear))
+
+
 # -- linear backward ------------------------------------------------------------------------------
 
 def backward_seconds(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, g: torch.Tensor, k: int | None, mode: str,
@@ -55,6 +109,17 @@ def backward_seconds(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, g: torch
         y = meprop_linear(x, w, b, k, mode, sparse_grad=sparse_grad)
         y.backward(g)
         x.grad = w.grad = b.grad = None
+    return linear_backward_timer.reset()
+
+
+def peer_backward_seconds(peer: type[torch.autograd.Function], x: torch.Tensor, w_in_out: torch.Tensor,
+                          b: torch.Tensor, g: torch.Tensor, k: int, calls: int = 1) -> float:
+    """Seconds inside the backward of `calls` products of the authors' function (weight in their layout)."""
+    linear_backward_timer.reset()
+    for _ in range(calls):
+        y = peer.apply(x, w_in_out, b, k)
+        y.backward(g)
+        x.grad = w_in_out.grad = b.grad = None
     return linear_backward_timer.reset()
 
 
@@ -73,13 +138,15 @@ def linear_settings(quick: bool) -> list[dict[str, Any]]:
 
 def bench_linear(args: argparse.Namespace) -> None:
     modes = [m for m in MODES if not args.modes or m[0] in args.modes]
+    peers = [p for p in PEERS if not args.modes or p[0] in args.modes]
+    labels = [label for label, _, _ in modes] + [label for label, _ in peers]
     records: list[dict[str, Any]] = []
     print(f"## Linear backward (dx, dW, db) — kernels: {native.backend()}, threads: {torch.get_num_threads()}, "
           f"median of {args.reps} after warm-up (products over 1e9 multiply-adds: "
-          f"{max(1, min(3, args.reps // 3))})\n")
+          f"{max(1, min(3, args.reps // 3))}); the authors' columns: their PyTorch code (PEERS)\n")
     print("| setting | batch | in → out | k | ideal n/k | dense ms | " + " | ".join(f"{label} ms (speedup)"
-                                                                          for label, _, _ in modes) + " |")
-    print("|---" * (6 + len(modes)) + "|")
+                                                                          for label in labels) + " |")
+    print("|---" * (6 + len(labels)) + "|")
     for s in linear_settings(args.quick):
         if args.only and not any(part.lower() in s["name"].lower() for part in args.only):
             continue
@@ -90,20 +157,30 @@ def bench_linear(args: argparse.Namespace) -> None:
         w = torch.randn(s["n_out"], s["n_in"], generator=gen).requires_grad_()
         b = torch.randn(s["n_out"], generator=gen).requires_grad_()
         g = torch.randn(s["batch"], s["n_out"], generator=gen)
-        runs = [(None, "dense", "topk", False)] + [(k, *mode) for k in s["ks"] for mode in modes]
-        times: dict[tuple, list[float]] = {run[:2]: [] for run in runs}
+        w_in_out = w.detach().t().contiguous().requires_grad_()  # the authors' layout
+        # (k, label) -> seconds of `calls` backward products
+        runs: dict[tuple, Callable[[int], float]] = {
+            (None, "dense"): lambda calls: backward_seconds(x, w, b, g, None, "topk", False, calls)}
+        for k in s["ks"]:
+            for label, mode, sparse_grad in modes:
+                runs[(k, label)] = lambda calls, k=k, mode=mode, sparse_grad=sparse_grad: backward_seconds(
+                    x, w, b, g, k, mode, sparse_grad, calls)
+            for label, peer in peers:
+                runs[(k, label)] = lambda calls, k=k, peer=peer: peer_backward_seconds(peer, x, w_in_out, b, g, k,
+                                                                                       calls)
+        times: dict[tuple, list[float]] = {key: [] for key in runs}
         reps = args.reps if s["batch"] * s["n_in"] * s["n_out"] < 1e9 else max(1, min(3, args.reps // 3))
         # many calls per sample for tiny products
         inner = 1 if s["batch"] * s["n_in"] * s["n_out"] > 1e7 else (2 if args.quick else 50)
         for rep in range(reps + 1):
-            for k, label, mode, sparse_grad in runs:
-                t = backward_seconds(x, w, b, g, k, mode, sparse_grad, s["calls"] * inner) / inner
+            for key, run in runs.items():  # every column once per repetition, in turn
+                t = run(s["calls"] * inner) / inner
                 if rep > 0:  # repetition 0 is the warm-up
-                    times[(k, label)].append(t)
+                    times[key].append(t)
         dense = statistics.median(times[(None, "dense")])
         for k in s["ks"]:
             cells = []
-            for label, _, _ in modes:
+            for label in labels:
                 t = statistics.median(times[(k, label)])
                 cells.append(f"{t * 1e3:.3f} ({dense / t:.1f}x)")
                 records.append(dict(zip(BENCH_COLUMNS, (s["batch"], s["n_in"], s["n_out"], k, label, dense * 1e3,

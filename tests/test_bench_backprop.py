@@ -26,7 +26,30 @@ def test_linear_table_has_every_setting_and_mode(bench, capsys):
     assert [r[3] for r in table7] == ["8", "32"]
     for r in rows:
         assert float(r[4]) == int(r[2].split("→")[1]) / int(r[3])  # ideal n/k
-        assert len(r) == 11 and all(cell.endswith("x)") for cell in r[6:])  # each mode: time (speedup)
+        assert len(r) == 13 and all(cell.endswith("x)") for cell in r[6:])  # each mode and peer: time (speedup)
+
+
+@pytest.mark.parametrize("peer, mode", [("AuthorsLinearUnified", "unified"), ("AuthorsLinear", "topk")])
+def test_the_authors_functions_compute_our_gradients(bench, peer, mode):
+    """The ported peer is the same computation: dx and dW equal ours; db is the dense column sum in their code."""
+    import torch
+    from meprop_cli.ops import meprop_linear
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 30, generator=gen, requires_grad=True)
+    w = torch.randn(20, 30, generator=gen, requires_grad=True)
+    b = torch.randn(20, generator=gen, requires_grad=True)
+    g = torch.randn(7, 20, generator=gen)
+    meprop_linear(x, w, b, 5, mode).backward(g)
+    ours = x.grad.clone(), w.grad.clone()
+    x.grad = None
+    w_in_out = w.detach().t().contiguous().requires_grad_()
+    b2 = b.detach().clone().requires_grad_()
+    getattr(bench, peer).apply(x, w_in_out, b2, 5).backward(g)
+    torch.testing.assert_close(x.grad, ours[0])
+    torch.testing.assert_close(w_in_out.grad.t(), ours[1])
+    torch.testing.assert_close(b2.grad, g.sum(0))
+    assert (ours[1].abs().sum(1) > 0).sum() < 20  # the selection dropped rows: the check is not of a dense product
 
 
 def test_out_appends_records_that_the_synthetic_table_reads(bench, capsys, tmp_path):
