@@ -33,8 +33,7 @@ def test_score(record: dict) -> float | None:
 
 
 def hydra_error(e: Exception) -> str:
-    """One line from a Hydra composition error, whose text spans lines: what failed, why, and the choices (the
-    schemas' base_* entries are left out of those: they are not choices)."""
+    """One line from a Hydra composition error, whose text spans lines: what failed, why, and the choices."""
     lines = str(e).strip().splitlines()
     why = str(e.__cause__).strip().splitlines()[0] if e.__cause__ is not None else ""
     choices, listing = [], False
@@ -42,8 +41,7 @@ def hydra_error(e: Exception) -> str:
         if line.startswith("Available options"):
             listing = True
         elif listing and line.startswith("\t"):
-            if not line.strip().startswith("base_"):
-                choices.append(line.strip())
+            choices.append(line.strip())
         elif listing and line.strip():
             listing = False
     message = lines[0].rstrip(".:") + (f": {why}" if why else "")
@@ -97,8 +95,7 @@ def train_command(argv: list[str]) -> None:
             print(f"meprop: error in {run_dir}: {e}", file=sys.stderr)
             failed.append(str(run_dir))
             return None
-        print(f"{record['status']}: {record['task']} {record['method']} best epoch {record['best_epoch']} "
-              f"dev {record['dev']} test {record['test']} -> {run_dir}")
+        print(f"{record['status']}: {record['task']} {record['method']}, {results.best_epoch_text(record)} -> {run_dir}")
         signal_name = record.get(results.INTERRUPTED_BY)
         if signal_name:  # the result is written; the shell (and a scheduler) must still see the interruption
             print(f"meprop: {record['error']}", file=sys.stderr)

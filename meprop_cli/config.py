@@ -203,17 +203,17 @@ def short_name(name: str, limit: int = NAME_MAX - 40) -> str:
 
 def register_configs() -> None:
     OmegaConf.register_new_resolver("short_name", short_name, replace=True)  # conf/config.yaml: hydra.sweep.subdir
+    # The schemas are stored outside every config group, so that the groups (task=, method=, optim=) list only the
+    # YAML files in conf/, in --help and in errors: each YAML file extends its schema from its defaults list
+    # (`- /base_digits@_here_`), which types its values and rejects a key the schema lacks.
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    cs.store(group="task", name="base_digits", node=DigitsTaskConfig)
-    cs.store(group="task", name="base_mnist_mlp", node=MnistMlpTaskConfig)
-    cs.store(group="task", name="base_pos", node=PosTaskConfig)
-    cs.store(group="task", name="base_parse", node=ParseTaskConfig)
-    cs.store(group="task", name="base_mnist_cnn", node=MnistCnnTaskConfig)
-    cs.store(group="method", name="base_method", node=MethodConfig)
-    cs.store(group="method", name="base_mesimp", node=MeSimpMethodConfig)
-    cs.store(group="method", name="base_meact", node=MeActMethodConfig)
-    cs.store(group="optim", name="base_optim", node=OptimConfig)
+    for name, node in (("base_config", Config),
+                       ("base_digits", DigitsTaskConfig), ("base_mnist_mlp", MnistMlpTaskConfig),
+                       ("base_pos", PosTaskConfig), ("base_parse", ParseTaskConfig),
+                       ("base_mnist_cnn", MnistCnnTaskConfig),
+                       ("base_method", MethodConfig), ("base_mesimp", MeSimpMethodConfig),
+                       ("base_meact", MeActMethodConfig), ("base_optim", OptimConfig)):
+        cs.store(name=name, node=node)
 
 
 @dataclass(frozen=True)

@@ -369,6 +369,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def scores_text(scores: dict[str, float]) -> str:
+    """Scores as the tables print them, in % with two decimals: {"uas": 0.8512, "las": 0.82} -> "uas 85.12 las 82.00"."""
+    return " ".join(f"{metric} {100 * value:.2f}" for metric, value in scores.items()) or "not scored"
+
+
+def best_epoch_text(record: dict[str, Any]) -> str:
+    """A result's scores in one phrase: "best epoch 1: dev accuracy 93.34, test accuracy 92.85"."""
+    if record.get("best_epoch") is None:
+        return "no epoch scored"
+    return f"best epoch {record['best_epoch']}: dev {scores_text(record['dev'])}, test {scores_text(record['test'])}"
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """text on one line (YAML and torch errors span several), cut at limit characters."""
     text = " ".join(str(text).split())

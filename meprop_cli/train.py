@@ -422,8 +422,7 @@ class Run:
         watched = {results.DIAGNOSTICS: self.diagnostics.report()} if self.diagnostics is not None else {}
         results.append_metrics(self.run_dir, {"epoch": epoch, **extra, **sizes, **self.method.metrics(), **watched,
                                               "dev": dev, "best": improved})
-        log.info("epoch %d step %d: dev %s%s", epoch, self.step,
-                 " ".join(f"{k} {v:.4f}" for k, v in dev.items()), " (best)" if improved else "")
+        log.info("epoch %d step %d: dev %s%s", epoch, self.step, results.scores_text(dev), " (best)" if improved else "")
 
     def finish(self, error: str | None) -> None:
         """Score test with the best-dev weights, write predictions and result.json."""
@@ -445,8 +444,7 @@ class Run:
             self.model.eval()
             with torch.no_grad():
                 self.task.write_outputs(self.model, self.run_dir)
-            log.info("best epoch %s: dev %s, test %s", self.record["best_epoch"], self.record["dev"],
-                     self.record["test"])
+            log.info("%s", results.best_epoch_text(self.record))
         self.record["status"] = "completed" if error is None else "failed"
         self.record["error"] = error
         self.write()

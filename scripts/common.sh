@@ -1,4 +1,6 @@
-# Sourced by every table/figure script: options, the sweep runner, the papers' k per task, output folders.
+# Sourced by every table/figure script: options, the sweep runner, output folders. Each paper setting (task,
+# optimizer, k, dropout, layers, batch) is a preset of conf/experiment/, named by its table: the scripts pass
+# experiment=NAME and the axes they sweep.
 #
 #   --quick     one seed, 1 epoch of 300 updates per run, into runs/paper-quick (a smoke run of the script)
 #   env MEPROP  the CLI to call (default: meprop on PATH; e.g. MEPROP=.venv/bin/meprop)
@@ -74,16 +76,6 @@ plot() {
 
 # mnist_ratio_sweeps: the MNIST-MLP (Adam) baseline and meProp at k = 5 ... 160 that Fig. 4's three panels share.
 mnist_ratio_sweeps() {
-  sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20  # the baseline and k = 20
-  sweep ratio_mnist_mlp task=mnist_mlp optim=adam method=meprop topk=5,10,40,80,160
-}
-
-# k_of TASK OPTIMIZER: the paper's k for the meProp row of Table 1.
-k_of() {
-  case "$1/$2" in
-    mnist_mlp/adam) echo 20 ;; mnist_mlp/adagrad) echo 10 ;;
-    pos/*) echo 5 ;;
-    parse/*) echo 20 ;;
-    *) echo "no paper k for task $1 with $2" >&2; return 1 ;;
-  esac
+  sweep main_mnist_mlp_adam experiment=table1_mnist_mlp_adam method=baseline,meprop  # the baseline and k = 20
+  sweep ratio_mnist_mlp experiment=table1_mnist_mlp_adam method=meprop topk=5,10,40,80,160
 }

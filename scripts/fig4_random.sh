@@ -5,6 +5,6 @@
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
 mnist_ratio_sweeps
-sweep random_mnist_mlp task=mnist_mlp optim=adam method=random topk=5,10,20,40,80,160
+sweep random_mnist_mlp experiment=table1_mnist_mlp_adam method=random topk=5,10,20,40,80,160
 plot random fig4_random.png main_mnist_mlp_adam ratio_mnist_mlp random_mnist_mlp
 echo "figure: $OUT/fig4_random.png"

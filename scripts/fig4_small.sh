@@ -6,6 +6,6 @@
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
 mnist_ratio_sweeps
-sweep small_mnist_mlp task=mnist_mlp optim=adam method=small topk=5,10,20,40,80,160
+sweep small_mnist_mlp experiment=table1_mnist_mlp_adam method=small topk=5,10,20,40,80,160
 plot small fig4_small.png main_mnist_mlp_adam ratio_mnist_mlp small_mnist_mlp
 echo "figure: $OUT/fig4_small.png"

@@ -4,7 +4,7 @@
 # --quick: about 2 min (one point per line).
 DEFAULT_SEEDS=1,2,3
 source "$(dirname "$0")/common.sh"
-sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20
-sweep main_mnist_mlp_adagrad task=mnist_mlp optim=adagrad method=baseline,meprop topk=10
+sweep main_mnist_mlp_adam experiment=table1_mnist_mlp_adam method=baseline,meprop
+sweep main_mnist_mlp_adagrad experiment=table1_mnist_mlp_adagrad method=baseline,meprop
 plot curves fig_curves.png main_mnist_mlp_adam main_mnist_mlp_adagrad
 echo "figure: $OUT/fig_curves.png"

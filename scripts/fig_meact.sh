@@ -12,7 +12,7 @@ if [[ $QUICK == 1 ]]; then
   SHORT=(trainer.max_epochs=2 trainer.max_steps_per_epoch=300)  # two epochs: meAct acts in the second
   MEACT_QUICK=(method.start_epoch=2)
 fi
-sweep meact_mnist_mlp task=mnist_mlp optim=adam method=meact trainer.track_updates=true "${MEACT_QUICK[@]}" ${MEACT_ARGS:-}
-sweep meact_baseline_mnist_mlp task=mnist_mlp optim=adam method=baseline trainer.track_updates=true
+sweep meact_mnist_mlp experiment=fig_meact method=meact "${MEACT_QUICK[@]}" ${MEACT_ARGS:-}
+sweep meact_baseline_mnist_mlp experiment=fig_meact method=baseline
 plot meact fig_meact.png meact_mnist_mlp meact_baseline_mnist_mlp
 echo "figure: $OUT/fig_meact.png"

@@ -7,7 +7,7 @@ DEFAULT_SEEDS=1,2,3
 source "$(dirname "$0")/common.sh"
 names=()
 for task in ${TASKS:-mnist_mlp}; do
-  sweep "main_${task}_adam" "task=$task" optim=adam method=baseline,meprop "topk=$(k_of "$task" adam)"
+  sweep "main_${task}_adam" "experiment=table1_${task}_adam" method=baseline,meprop
   names+=("main_${task}_adam")
 done
 table overall table2_overall.md "${names[@]}"

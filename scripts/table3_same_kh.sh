@@ -4,6 +4,6 @@
 # 6 min each; the baseline/meProp runs are table1_main.sh's, reused if it ran); --quick: about 1 min.
 DEFAULT_SEEDS=1,2,3
 source "$(dirname "$0")/common.sh"
-sweep main_mnist_mlp_adam task=mnist_mlp optim=adam method=baseline,meprop topk=20
-sweep same_kh_mnist_mlp task=mnist_mlp optim=adam method=small topk=20
+sweep main_mnist_mlp_adam experiment=table1_mnist_mlp_adam method=baseline,meprop
+sweep same_kh_mnist_mlp experiment=table1_mnist_mlp_adam method=small
 table same_kh table3_same_kh.md main_mnist_mlp_adam same_kh_mnist_mlp

@@ -3,5 +3,5 @@
 # Expected wall time on a 2-core CPU, 1 thread: about 75 min with 3 seeds; --quick: about 1 min.
 DEFAULT_SEEDS=1,2,3
 source "$(dirname "$0")/common.sh"
-sweep dropout_mnist_mlp task=mnist_mlp optim=adam method=baseline,meprop topk=25 task.dropout=0.2
+sweep dropout_mnist_mlp experiment=table4_dropout method=baseline,meprop
 table dropout table4_dropout.md dropout_mnist_mlp

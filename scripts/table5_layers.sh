@@ -4,6 +4,6 @@
 # 25 % to a run); 7.5 h with SEEDS=1,2,3; --quick: about 3 min.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
-sweep layers_mnist_mlp task=mnist_mlp optim=adam method=baseline,meprop topk=25 task.dropout=0.1 \
+sweep layers_mnist_mlp experiment=table5_layers method=baseline,meprop \
   'task.hidden=[500,500],[500,500,500],[500,500,500,500],[500,500,500,500,500]'
 table layers table5_layers.md layers_mnist_mlp

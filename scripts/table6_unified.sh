@@ -5,7 +5,6 @@
 # updates per epoch); 2 h with SEEDS=1,2,3; --quick: about 2 min.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
-sweep unified2_mnist_mlp task=mnist_mlp optim=adam method=baseline,meprop_unified topk=30 task.batch_size=50
-sweep unified5_mnist_mlp task=mnist_mlp optim=adam method=baseline,meprop_unified topk=50 task.batch_size=50 \
-  'task.hidden=[500,500,500,500,500]'
+sweep unified2_mnist_mlp experiment=table6_unified_2layers method=baseline,meprop_unified
+sweep unified5_mnist_mlp experiment=table6_unified_5layers method=baseline,meprop_unified
 table unified table6_unified.md unified2_mnist_mlp unified5_mnist_mlp

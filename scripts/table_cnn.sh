@@ -12,8 +12,8 @@ source "$(dirname "$0")/common.sh"
 epochs=()
 [[ -n "${CNN_EPOCHS:-}" && $QUICK == 0 ]] && epochs=("trainer.max_epochs=$CNN_EPOCHS")
 for bn in false true; do
-  sweep "cnn_bn_$bn" task=mnist_cnn optim=adam method=baseline "task.batch_norm=$bn" "${epochs[@]}"
-  sweep "cnn_meprop_bn_$bn" task=mnist_cnn optim=adam method=meprop_cnn "task.batch_norm=$bn" \
+  sweep "cnn_bn_$bn" experiment=table_cnn method=baseline "task.batch_norm=$bn" "${epochs[@]}"
+  sweep "cnn_meprop_bn_$bn" experiment=table_cnn method=meprop_cnn "task.batch_norm=$bn" \
     ${CNN_ARGS:-topk_ratio=0.05,0.08,0.1 decay=0,0.6} "${epochs[@]}"
 done
 table cnn table_cnn.md cnn_bn_false cnn_meprop_bn_false cnn_bn_true cnn_meprop_bn_true

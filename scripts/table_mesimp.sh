@@ -8,9 +8,8 @@
 # 2 min of training each, measured, plus data loading); --quick: about 2 min.
 DEFAULT_SEEDS=1
 source "$(dirname "$0")/common.sh"
-MNIST=(task=mnist_mlp optim=adam task.batch_size=100 topk=160)
-sweep mesimp_mnist_mlp "${MNIST[@]}" method=mesimp
-sweep mesimp_mnist_mlp_compared "${MNIST[@]}" method=baseline,meprop
+sweep mesimp_mnist_mlp experiment=table_mesimp method=mesimp
+sweep mesimp_mnist_mlp_compared experiment=table_mesimp method=baseline,meprop
 
 # completed_runs SWEEP: "FOLDER SEED" of each completed run of that sweep (result.json status and seed)
 completed_runs() {
@@ -32,7 +31,7 @@ for entry in "${simplified[@]}"; do
   seed="${entry%% *}" folder="${entry#* }"
   name="$(basename "$folder")"
   COMMON=("${all_seeds[@]/#seed=*/seed=$seed}")
-  sweep "mesimp_mnist_mlp_scratch/${name//[^A-Za-z0-9._-]/_}" "${MNIST[@]}" method=baseline \
+  sweep "mesimp_mnist_mlp_scratch/${name//[^A-Za-z0-9._-]/_}" experiment=table_mesimp method=baseline \
     "hidden_from='$folder'" 'hydra.sweep.subdir=${hydra.job.num}'
 done
 COMMON=("${all_seeds[@]}")

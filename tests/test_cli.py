@@ -21,7 +21,10 @@ def test_train_on_digits_writes_a_run_folder(tmp_path):
     assert result["status"] == "completed" and result["task"] == "digits" and result["method"] == "meprop"
     assert result["best_epoch"] in (1, 2) and 0.3 < result["test"]["accuracy"] <= 1.0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
-    assert "completed: digits meprop" in proc.stdout
+    # the closing line prints the scores as the tables do (%, two decimals), not as a Python dict
+    dev, test = (f"{100 * result[split]['accuracy']:.2f}" for split in ("dev", "test"))
+    assert (f"completed: digits meprop, best epoch {result['best_epoch']}: dev accuracy {dev}, test accuracy {test} "
+            f"-> {out}") in proc.stdout.splitlines()
 
 
 def test_default_run_folder_is_under_runs_of_the_working_directory(tmp_path):
@@ -67,6 +70,44 @@ def test_a_config_hydra_cannot_compose_is_one_line_and_exit_2(tmp_path, override
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("meprop: error: ") and message in line and "base_" not in line
+
+
+def test_help_lists_only_the_yaml_choices_of_each_group(tmp_path):
+    """The ConfigStore schemas (base_digits, base_method, ...) sit outside the groups: they are not choices."""
+    proc = run_meprop(["train", "--help"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    groups = dict(line.split(": ", 1) for line in proc.stdout.split("== Configuration groups ==")[1]
+                  .split("== Config ==")[0].splitlines() if ": " in line and not line.startswith("Compose"))
+    assert groups["task"] == "digits, mnist_cnn, mnist_mlp, parse, pos"
+    assert groups["method"] == "baseline, meact, meprop, meprop_cnn, meprop_unified, mesimp, random, small"
+    assert groups["optim"] == "adagrad, adam, sgd"
+    assert set(groups) == {"task", "method", "optim", "experiment"} and "base_" not in proc.stdout
+
+
+@pytest.mark.parametrize("override, choices", [
+    ("task=base_digits", "digits, mnist_cnn, mnist_mlp, parse, pos"),
+    ("method=base_mesimp", "baseline, meact, meprop, meprop_cnn, meprop_unified, mesimp, random, small"),
+    ("optim=base_optim", "adagrad, adam, sgd"),
+])
+def test_a_schema_is_not_a_runnable_choice(tmp_path, override, choices):
+    group, name = override.split("=")
+    proc = run_meprop(["train", override, f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
+    assert proc.returncode == 2 and not (tmp_path / "r").exists()
+    assert proc.stderr.strip() == (f"meprop: error: In 'config': Could not find '{group}/{name}'; "
+                                   f"use one of {choices}")
+
+
+def test_the_yaml_choices_are_still_typed_by_their_schema(make_cfg):
+    """Moving the schemas out of the groups keeps each YAML file typed: a wrong type or key fails to compose."""
+    from hydra.errors import ConfigCompositionException
+    cfg = make_cfg(["task=pos", "method=mesimp"])
+    assert type(cfg.task.bucket) is int and cfg.method.prune_rate == 0.1
+    with pytest.raises(ConfigCompositionException) as wrong_type:
+        make_cfg(["task=pos", "task.bucket=many"])
+    assert "could not be converted to Integer" in str(wrong_type.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as wrong_key:
+        make_cfg(["method=meprop", "method.prune_rate=0.1"])  # a meSimp field: not in meProp's schema
+    assert "Key 'prune_rate' not in 'MethodConfig'" in str(wrong_key.value.__cause__)
 
 
 def test_a_run_folder_that_cannot_be_made_is_one_line_and_exit_2(tmp_path):

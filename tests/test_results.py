@@ -285,3 +285,17 @@ def test_read_checkpoint_gives_the_saved_dict(tmp_path):
     torch.save({"model": {"w": torch.ones(2)}, "config": {"task": {"name": "digits"}}, "sizes": None}, tmp_path / "a.pt")
     payload = results.read_checkpoint(tmp_path / "a.pt")
     assert payload["config"] == {"task": {"name": "digits"}} and torch.equal(payload["model"]["w"], torch.ones(2))
+
+
+def test_scores_are_printed_as_the_tables_print_them(tmp_path):
+    """The end-of-run line (results.best_epoch_text) shows each score as the table's dev and test cells do."""
+    write_run(tmp_path, "r", dev=0.9334, test=0.9285, best_epoch=4)
+    built, _ = table.make_table([tmp_path], "main")
+    [row] = built.rows
+    assert row[-3:-1] == ["93.34", "92.85"]  # the table's dev (%) and test (%) cells
+    record = results.read_result(tmp_path / "r")
+    assert results.best_epoch_text(record) == f"best epoch 4: dev accuracy {row[-3]}, test accuracy {row[-2]}"
+    assert results.scores_text({"uas": 0.85123, "las": 0.8, "uas_nopunct": 0.86}) == "uas 85.12 las 80.00 uas_nopunct 86.00"
+    assert results.best_epoch_text({"best_epoch": 2, "dev": {"accuracy": 0.5}, "test": {}}) == (
+        "best epoch 2: dev accuracy 50.00, test not scored")  # a second Ctrl-C stopped the scoring of test
+    assert results.best_epoch_text({"best_epoch": None, "dev": {}, "test": {}}) == "no epoch scored"

@@ -1,6 +1,8 @@
 """scripts/: one script per paper table or figure, each stating its wall time and offering --quick."""
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +10,57 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = sorted(p for p in (Path(__file__).resolve().parent.parent / "scripts").glob("*.sh") if p.name != "common.sh")
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(p for p in (REPO / "scripts").glob("*.sh") if p.name != "common.sh")
+SWEEPING = [p for p in SCRIPTS if p.name != "table7_synthetic.sh"]  # the scripts that train (table 7 benchmarks)
+PRESETS = {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
+
+# A stand-in for the CLI that records each call and writes what the scripts read back: a sweep folder with one
+# completed job (for the .finished marker, and the runs table_mesimp.sh trains again from scratch) and the --out
+# file of a `table` or `plot`.
+FAKE_MEPROP = """#!{python}
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+for arg in args:
+    if arg.startswith("hydra.sweep.dir="):
+        job = Path(arg.split("=", 1)[1]) / "0"
+        job.mkdir(parents=True, exist_ok=True)
+        (job / "result.json").write_text(json.dumps({{"status": "completed", "seed": 1}}))
+if "--out" in args:
+    Path(args[args.index("--out") + 1]).write_text("recorded\\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """{script name: the argument lists of its `meprop` calls}, each script run with --quick against FAKE_MEPROP;
+    table1 and table2 with all three tasks (TASKS="mnist_mlp pos parse")."""
+    root = tmp_path_factory.mktemp("scripts")
+    fake = root / "meprop"
+    fake.write_text(FAKE_MEPROP.format(python=sys.executable))
+    fake.chmod(0o755)
+    calls = {}
+    for script in SWEEPING:
+        log = root / f"{script.stem}.jsonl"
+        env = {**os.environ, "MEPROP": str(fake), "FAKE_LOG": str(log), "OUT": str(root / script.stem),
+               "TASKS": "mnist_mlp pos parse", "PYTHON": sys.executable}
+        done = subprocess.run(["bash", str(script), "--quick"], check=False, capture_output=True, text=True, env=env,
+                              cwd=root)
+        assert done.returncode == 0, (script.name, done.stderr)
+        calls[script.name] = [json.loads(line) for line in log.read_text().splitlines()]
+    return calls
+
+
+def sweep_jobs(args: list[str]) -> list[list[str]]:
+    """The overrides of each job of a `train -m` call (Hydra's basic sweeper: the product of the sweep values)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+               else [o.input_line] for o in OverridesParser.create().parse_overrides(args)]
+    return [list(job) for job in itertools.product(*choices)]
 
 
 def test_there_is_a_script_for_every_paper_table_and_figure():
@@ -74,3 +126,48 @@ def test_meact_drift_refuses_a_run_of_another_method(make_cfg, tmp_path):
     train(make_cfg(["trainer.max_epochs=1", "trainer.progress=none", "trainer.max_steps_per_epoch=2"]), tmp_path)
     with pytest.raises(SystemExit, match="method=baseline run; this script reads meAct runs"):
         load_script("meact_drift").main([str(tmp_path)])
+
+
+@pytest.mark.parametrize("script", [p.name for p in SWEEPING])
+def test_each_sweep_names_its_paper_preset_instead_of_repeating_its_settings(recorded, script):
+    trains = [args for args in recorded[script] if args[0] == "train"]
+    assert trains and all(args[1] == "-m" for args in trains)
+    for args in trains:
+        [preset] = [a.split("=", 1)[1] for a in args if a.startswith("experiment=")]
+        assert preset in PRESETS
+        assert not [a for a in args if a.split("=")[0] in ("task", "optim")], args  # the preset sets them
+
+
+@pytest.mark.parametrize("script", [p.name for p in SWEEPING])
+def test_every_job_of_every_sweep_composes_and_passes_validation(recorded, script, make_cfg):
+    from meprop_cli.config import validate
+
+    jobs = [job for args in recorded[script] if args[0] == "train" for job in sweep_jobs(args[2:])]
+    for job in jobs:
+        cfg = make_cfg([o for o in job if not o.startswith("hydra.")])
+        validate(cfg)
+        assert cfg.trainer.max_epochs <= 2 and cfg.trainer.max_steps_per_epoch == 300  # --quick reached the job
+    assert len(jobs) >= 2
+
+
+def test_a_sweep_shared_by_scripts_is_the_same_command_in_each(recorded):
+    """Scripts reuse each other's sweeps by folder name (main_mnist_mlp_adam: Tables 1-3, Fig. 4, the curves):
+    one folder must always hold one setting."""
+    by_folder: dict[str, set[tuple[str, ...]]] = {}
+    for calls in recorded.values():
+        for args in calls:
+            if args[0] == "train":
+                folder = next(a for a in args if a.startswith("hydra.sweep.dir=")).split("/sweeps/")[1]
+                by_folder.setdefault(folder, set()).add(tuple(a for a in args if not a.startswith("hydra.sweep.dir=")))
+    assert all(len(commands) == 1 for commands in by_folder.values()), by_folder
+    assert {"main_mnist_mlp_adam", "main_pos_adagrad", "main_parse_adam"} <= set(by_folder)
+    assert any(folder.startswith("mesimp_mnist_mlp_scratch/") for folder in by_folder)  # hidden_from= the meSimp run
+
+
+def test_table1_runs_each_task_and_optimizer_as_its_preset(recorded):
+    presets = [next(a for a in args if a.startswith("experiment=")) for args in recorded["table1_main.sh"]
+               if args[0] == "train"]
+    assert presets == [f"experiment=table1_{task}_{optim}" for task in ("mnist_mlp", "pos", "parse")
+                       for optim in ("adam", "adagrad")]
+    [table] = [args for args in recorded["table1_main.sh"] if args[0] == "table"]
+    assert table[-4:-2] == ["--kind", "main"] and len(table) == 1 + 6 + 4
