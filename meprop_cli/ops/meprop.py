@@ -154,7 +154,8 @@ def sparsify(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0,
 
 def _rows_gradient(rows: torch.Tensor, values: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """A gradient that is zero outside the given rows (ascending, unique), as a sparse COO tensor."""
-    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, size, is_coalesced=True, check_invariants=False)
+    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, size, is_coalesced=True, check_invariants=False,
+                                   device=values.device)
 
 
 class MePropLinearFunction(torch.autograd.Function):
