@@ -431,8 +431,9 @@ def test_a_gpu_run_resumes_on_the_gpu_with_its_random_state_and_continues_on_the
 
 
 @pytest.mark.cuda
+@pytest.mark.usefixtures("tiny_mnist")
 @pytest.mark.parametrize("task", ["pos", "parse", "mnist_cnn"])
-def test_every_task_trains_and_is_scored_on_the_gpu(make_cfg, tmp_path, task, tiny_mnist):
+def test_every_task_trains_and_is_scored_on_the_gpu(make_cfg, tmp_path, task):
     from test_mnist_cnn import FAST as CNN
 
     if task == "pos":
