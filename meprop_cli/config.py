@@ -32,6 +32,7 @@ Init = StrEnum("Init", {name: name for name in INITS})
 BiasGrad = StrEnum("BiasGrad", {"sparse": "sparse", "dense": "dense"})
 LossReduction = StrEnum("LossReduction", {"mean": "mean", "sum": "sum"})
 OptimizerImplementation = StrEnum("OptimizerImplementation", {name: name for name in ("fused", "foreach", "for_loop")})
+Device = StrEnum("Device", {name: name for name in ("auto", "cpu", "cuda")})
 
 
 @dataclass
@@ -159,6 +160,9 @@ class TrainerConfig:
     max_steps_per_epoch: Optional[int] = None  # cut each epoch short (smoke runs); null = whole epoch
     eval_every_steps: int = 0  # also score dev every N updates (0 = only at epoch ends)
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    # where the model trains: auto (cuda when torch sees a GPU, else cpu) | cpu | cuda. The compiled meProp kernels
+    # are CPU-only: on a GPU the meProp backward runs torch's dense-gather paths
+    device: Device = Device.auto
     progress: Progress = Progress.auto  # auto (bar on a terminal, log lines otherwise) | bar | log | none
     log_every_steps: int = 1000  # with plain log lines: one line every N updates
     checkpoint: bool = True  # keep best.pt (best dev) and last.pt (for resume) in the run folder

@@ -84,6 +84,7 @@ class Diagnostics:
                               f"{type(model).__name__} model of task={task_name} has none; use task=mnist_mlp, parse "
                               "or digits")
         self.watches = [LayerWatch() for _ in layers]
+        self.device = next(model.parameters()).device
         for layer, watch in zip(layers, self.watches):
             layer.state.watch = watch
 
@@ -95,5 +96,6 @@ class Diagnostics:
         return [dict(vars(watch)) for watch in self.watches]
 
     def load_state_dict(self, state: list[dict[str, Any]]) -> None:
+        """The sums of a checkpoint (read onto the CPU), the tensors among them onto the model's device."""
         for watch, sums in zip(self.watches, state):
-            vars(watch).update(sums)
+            vars(watch).update({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in sums.items()})

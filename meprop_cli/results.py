@@ -60,6 +60,9 @@ MEACT_ACTING = "meact_acting"  # metrics.jsonl (meAct): whether the epoch skippe
 UPDATE_SIZE = "mean_abs_update"  # metrics.jsonl (trainer.track_updates): mean |Δw| per parameter per update
 UPDATE_SIZE_BY_PARAM = "mean_abs_update_by_param"  # metrics.jsonl: the same per parameter tensor, by name
 MEACT_MEMORY = "meact_memory"  # result.json (meAct): {examples, neurons, dtype, bytes} of the per-example memory
+DEVICE = "device"  # result.json: "cpu" or "cuda", where the run trained (trainer.device)
+GPU = "gpu"  # result.json: the GPU's name on cuda, else null
+KERNELS = "kernels"  # result.json: "c" (the compiled meProp kernels) or "torch" (their torch paths: any GPU run)
 DIAGNOSTICS = "diagnostics"  # metrics.jsonl (trainer.diagnostics): per hidden layer, diagnostics.LayerWatch's fields
 
 
@@ -232,6 +235,7 @@ NUMBERS_BY_NAME = Shape("a mapping of names to numbers", _mapping, items=NUMBER)
 
 RESULT_SHAPES = {
     "task": TEXT, "method": TEXT, "optimizer": TEXT, "status": TEXT, "error": TEXT, HIDDEN_FROM: TEXT,
+    DEVICE: TEXT, GPU: TEXT, KERNELS: TEXT,
     "seed": INTEGER, "best_epoch": INTEGER, "best_step": INTEGER, "epochs_run": INTEGER, "batch_size": INTEGER,
     "params": INTEGER, PARAMS_FINAL: INTEGER, PARAMS_TESTED: INTEGER,
     "k": NUMBER, "k_output": NUMBER, "decay": NUMBER, "topk_ratio": NUMBER, "batch_norm": FLAG,

@@ -2,7 +2,8 @@
 
 It times, per epoch and in total, the forward pass (loss included), the whole backward pass, the
 backward of the linear transformations alone (the papers' "backprop time", measured inside the meProp
-autograd functions) and the update (zero_grad + optimizer step).
+autograd functions) and the update (zero_grad + optimizer step). On a GPU (trainer.device) every clock
+read waits for the GPU's queued work first (ops.timing.synchronize), so the times are the work's.
 """
 from __future__ import annotations
 
@@ -35,13 +36,14 @@ from meprop_cli import results
 from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import TrainerConfig, ignored_options, validate
 from meprop_cli.diagnostics import Diagnostics
-from meprop_cli.errors import UserError
+from meprop_cli.errors import ConfigError, UserError
 from meprop_cli.methods import Change, Method, Step, build_method
 from meprop_cli.nn.linear import use_init
 from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load_selection_state_dict,
                                   selection_state_dict, sizes_of)
 from meprop_cli.optim import build_optimizer, clip_elements
-from meprop_cli.ops import linear_backward_timer
+from meprop_cli.ops import linear_backward_timer, native
+from meprop_cli.ops.timing import synchronize
 from meprop_cli.tasks import Task, build_task
 from meprop_cli.updates import UpdateMeter
 
@@ -68,6 +70,25 @@ class EpochProgress:
     diagnostics: list[dict[str, Any]] | None = None  # the diagnostics' sums so far (trainer.diagnostics)
 
 
+def resolve_device(setting: str) -> torch.device:
+    """trainer.device: auto is cuda when torch sees a GPU, else cpu; cuda without one is a ConfigError."""
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ConfigError(f"trainer.device=cuda needs a CUDA GPU, and torch {torch.__version__} ({build}) sees "
+                          "none; use trainer.device=cpu (or auto), or install torch with CUDA on a machine with a GPU")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def device_fields(device: torch.device) -> dict[str, Any]:
+    """What result.json says of where the run trained: the device, the GPU's name, and which meProp backward
+    ran (the compiled kernels are CPU-only; on a GPU meProp runs torch's paths)."""
+    return {results.DEVICE: device.type,
+            results.GPU: torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            results.KERNELS: native.backend() if device.type == "cpu" else "torch"}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -90,13 +111,16 @@ def timed_step(task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimi
     clip: clamp every gradient element to ±clip before the step (optim.clip)."""
     t0 = time.perf_counter()
     loss, n = task.loss(model, batch)
+    synchronize(loss.device)  # (a GPU's work is queued: wait for it before each clock read)
     t1 = time.perf_counter()
     (loss * n if sum_loss else loss).backward()
+    synchronize(loss.device)
     t2 = time.perf_counter()
     if clip is not None:
         clip_elements(model.parameters(), clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    synchronize(loss.device)
     t3 = time.perf_counter()
     times["forward_s"] += t1 - t0
     times["backward_s"] += t2 - t1
@@ -125,7 +149,8 @@ def read_hidden_from(run_dir: str) -> list[int]:
 # What a resumed run may set differently from the run it continues: how long, how fast, how it reports,
 # and where the data is. Anything else would mix two settings in one result.
 RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.threads", "trainer.progress", "trainer.log_every_steps",
-                     "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes", "data_root", "trainer.resume")
+                     "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes", "data_root", "trainer.device",
+                     "trainer.resume")
 
 
 def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -192,6 +217,8 @@ class Run:
     def setup(self) -> None:
         cfg = self.cfg
         validate(cfg)
+        self.device = resolve_device(cfg.trainer.get("device", "auto"))  # before any data is read
+        self.record.update(device_fields(self.device))
         self.record[results.WARNINGS] = ignored_options(cfg)
         for warning in self.record[results.WARNINGS]:
             log.warning(warning)
@@ -199,6 +226,7 @@ class Run:
         if cfg.trainer.threads > 0:
             torch.set_num_threads(cfg.trainer.threads)
         self.task: Task = build_task(cfg.task, Path(cfg.data_root).expanduser().resolve())
+        self.task.device = self.device
         self.method: Method = build_method(cfg)
         self.record.update(hidden=self.method.hidden, k=self.method.k, k_output=self.method.k_output)
         sizes_wanted = read_hidden_from(cfg.hidden_from) if cfg.hidden_from else None
@@ -225,6 +253,7 @@ class Run:
             self.record[results.HIDDEN_INITIAL] = sizes_of(self.model)
         if last is not None:
             fit_to_sizes(self.model, last.get("sizes"))
+        self.model.to(self.device)  # before anything holds its parameters: optimizer, average, method, diagnostics
         self.optimizer = build_optimizer(cfg.optim, self.model)
         decay = cfg.trainer.average_decay
         self.average = WeightAverage(self.model, decay) if decay > 0 else None
@@ -322,7 +351,8 @@ class Run:
             PendingSignal.raise_if_pending()
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
-            self.method.on_batch_start(self.task.example_ids(batch))
+            batch = self.task.to_device(batch)  # the one place training batches move to the model's device
+            self.method.on_batch_start(self.task.to_device(self.task.example_ids(batch)))
             if self.updates is not None:
                 self.updates.snapshot(self.model)
             loss, n = timed_step(self.task, self.model, self.optimizer, batch, times, sum_loss, clip)
@@ -334,6 +364,7 @@ class Run:
             if self.average is not None:
                 self.average.update()
             self.apply(self.method.on_step_end(Step(epoch, steps, steps_in_epoch, self.step)))
+            synchronize(self.device)
             times["update_s"] += time.perf_counter() - started
             examples += n
             value = loss.item()
@@ -453,7 +484,7 @@ class Run:
         """A new model of this run's task and method, shrunk to the given hidden sizes (weights: load them)."""
         model = self.task.build_model(self.method)
         fit_to_sizes(model, sizes)
-        return model
+        return model.to(self.device)
 
     def decode_times(self, repeats: int = 2) -> dict[str, float]:
         """Test forward (decoding) seconds of the tested model against the same model at its initial sizes;
@@ -510,7 +541,9 @@ class Run:
             totals=self.totals, best_dev=self.best_dev, best_state=self.best_state, record=self.record,
             average=self.average.state_dict() if self.average is not None else None,
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
-            elapsed=self.elapsed_before + time.perf_counter() - self.started)
+            # dropout and random-k draw from the GPU's generator on a GPU
+            cuda_rng=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            device=self.device.type, elapsed=self.elapsed_before + time.perf_counter() - self.started)
         self.last_saved = time.monotonic()
 
     def read_last(self) -> dict[str, Any]:
@@ -539,6 +572,12 @@ class Run:
         self.record.update({k: last["record"][k] for k in ("best_epoch", "best_step", "dev", "epochs_run")})
         self.generator.set_state(last["generator"])
         torch.set_rng_state(last["torch_rng"])
+        if self.device.type == "cuda" and last.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(last["cuda_rng"], self.device)
+        saved_on = last.get("device", "cpu")
+        if saved_on != self.device.type:  # the weights and states are copied over; the random draws differ
+            log.warning("resuming on %s a run saved on %s: it continues, but not bit-identical to a run never "
+                        "stopped (that holds on the device it was saved on)", self.device.type, saved_on)
         self.elapsed_before = last["elapsed"]
         if last.get("progress"):
             self.resumed_epoch = EpochProgress(**last["progress"])
@@ -641,6 +680,7 @@ def run_from_last(run_dir: Path, adjust: Callable[[DictConfig], None] | None = N
     # trainer options added since the run was saved take their defaults
     cfg = OmegaConf.merge({"trainer": OmegaConf.to_container(OmegaConf.structured(TrainerConfig))}, last["config"])
     cfg.trainer.resume = False
+    cfg.trainer.device = "cpu"  # the scripts inspect on the CPU, with batches as the tasks make them
     if adjust is not None:
         adjust(cfg)
     with tempfile.TemporaryDirectory(prefix="meprop-inspect-") as scratch:  # setup writes a config there

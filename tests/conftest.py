@@ -24,6 +24,16 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run where torch sees a GPU, and are skipped elsewhere (CI tests the CPU plumbing)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU: torch.cuda.is_available() is False")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def real_data_root() -> Path | None:
     """The real datasets: $MEPROP_DATA, else ../shared/data beside the repository; None if absent."""
     for candidate in (os.environ.get("MEPROP_DATA"), REPO.parent / "shared" / "data"):

@@ -62,7 +62,7 @@ class MeAct(Method):
             raise ConfigError(f"method={self.name} keeps a memory per training example, and task={task.cfg.name} "
                               "does not say how many it has")
         self.memories = [ActivityMemory(examples, layer.out_features, self.threshold,
-                                        MEMORY_DTYPES[self.memory_dtype]) for layer in layers]
+                                        MEMORY_DTYPES[self.memory_dtype], layer.weight.device) for layer in layers]
         for layer, memory in zip(layers, self.memories):
             layer.memory = memory
         if self.saved is not None:

@@ -78,10 +78,11 @@ class MeSimp(Method):
         if self.mode is None:
             raise ConfigError(f"method={self.name} needs the top-k record: set method.mode=topk (or unified)")
         self.model = model
+        device = next(model.parameters()).device  # the counts live beside the layers they count
         for states, size in zip(model.hidden_records(), model.hidden_sizes()):
             for state in states:
                 if state.hits is None:  # a resumed run has its counts back already
-                    state.start_record(size, self.count_zero_gradients)
+                    state.start_record(size, self.count_zero_gradients, device)
 
     def simplifying(self, epoch: int) -> bool:
         return ((epoch - 1) // self.cycle_epochs) % 2 == 0
@@ -107,9 +108,10 @@ class MeSimp(Method):
                     keep = kept_neurons(hits, seen, self.prune_rate)
                     if len(keep) < size:
                         model.keep_hidden(group, keep)
+        device = next(model.parameters()).device
         for states, size in zip(model.hidden_records(), model.hidden_sizes()):
             for state in states:
-                state.start_record(size, self.count_zero_gradients)
+                state.start_record(size, self.count_zero_gradients, device)
         after = model.hidden_sizes()
         self.pending.append({"epoch": where.epoch, "step": where.step, "pruned": prune, results.SIZES: after})
         if shrink.changed:

@@ -160,8 +160,8 @@ class BiLSTM(nn.Module):
         depth, side = divmod(group, 2)
         left, right = (d.hidden_size for d in self.layers[depth])
         self.layers[depth][side].keep_cells(keep)
-        columns = (torch.cat([keep, left + torch.arange(right)]) if side == 0
-                   else torch.cat([torch.arange(left), left + keep]))
+        columns = (torch.cat([keep, left + torch.arange(right, device=keep.device)]) if side == 0
+                   else torch.cat([torch.arange(left, device=keep.device), left + keep]))
         if depth + 1 < len(self.layers):
             for direction in self.layers[depth + 1]:
                 direction.keep_inputs(columns)

@@ -63,9 +63,11 @@ def selection_state_dict(model: nn.Module) -> dict[str, dict]:
 
 
 def load_selection_state_dict(model: nn.Module, saved: dict[str, dict]) -> None:
+    """The saved states, onto the model's device."""
     states = selection_states(model)
+    device = next(model.parameters()).device
     for name, state in saved.items():
-        states[name].load_state_dict(state)
+        states[name].load_state_dict(state, device)
 
 
 # -- carrying state across a shrink ----------------------------------------------------------------

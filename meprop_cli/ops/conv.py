@@ -108,7 +108,7 @@ class MePropConv2dFunction(torch.autograd.Function):
         sparse = ctx.topk_ratio is not None and keep_count(ctx.topk_ratio, slice_size) < slice_size
         nonzero = float(torch.count_nonzero(grad_y)) / grad_y.numel() if ctx.stats is not None else 0.0
 
-        start = linear_backward_timer.clock()
+        start = linear_backward_timer.clock(grad_y)
         if sparse:
             positions, values = feature_map_topk(grad_y, ctx.topk_ratio, ctx.decay, ctx.state)
             grad_x, grad_w = native.conv_grads(x, weight, ctx.stride, ctx.padding, positions, values, grad_y.shape,
@@ -118,7 +118,7 @@ class MePropConv2dFunction(torch.autograd.Function):
             grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
                 grad_y, x, weight, [weight.shape[0]] if need_b else None, list(ctx.stride), list(ctx.padding),
                 [1, 1], False, [0, 0], 1, [need_x, need_w, need_b])
-        linear_backward_timer.add_since(start)
+        linear_backward_timer.add_since(start, grad_y)
 
         if ctx.stats is not None:
             kept = float(torch.count_nonzero(values)) / grad_y.numel() if sparse else nonzero

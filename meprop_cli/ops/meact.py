@@ -30,12 +30,14 @@ class ActivityMemory:
     """One hidden layer's per-example memory: grad_sum (examples, neurons) float32 and last (examples, neurons).
 
     ids: the examples of the current training batch (set by the method before each step). acting: whether
-    inactive neurons are skipped (False: every neuron is computed and the memory only records).
+    inactive neurons are skipped (False: every neuron is computed and the memory only records). device: where
+    the layer is (the memory is read and written at every step of it).
     """
 
-    def __init__(self, examples: int, neurons: int, threshold: float, last_dtype: torch.dtype = torch.float32):
-        self.grad_sum = torch.zeros(examples, neurons)
-        self.last = torch.zeros(examples, neurons, dtype=last_dtype)
+    def __init__(self, examples: int, neurons: int, threshold: float, last_dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu"):
+        self.grad_sum = torch.zeros(examples, neurons, device=device)
+        self.last = torch.zeros(examples, neurons, dtype=last_dtype, device=device)
         self.threshold = threshold
         self.ids: torch.Tensor | None = None
         self.acting = False
@@ -68,7 +70,7 @@ class ActivityMemory:
     def active(self, ids: torch.Tensor) -> torch.Tensor:
         """The (rows, neurons) mask of active neurons of these examples."""
         offsets, cols, rows, _ = self.plan(ids)
-        mask = torch.zeros(len(ids), self.neurons, dtype=torch.bool)
+        mask = torch.zeros(len(ids), self.neurons, dtype=torch.bool, device=self.grad_sum.device)
         mask[rows, cols] = True
         return mask
 
@@ -112,7 +114,7 @@ class MeActLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        start = linear_backward_timer.clock()
+        start = linear_backward_timer.clock(grad_out)
         x, weight, offsets, cols, flat, rows, slopes = ctx.saved_tensors
         n = weight.shape[0]
         g = grad_out.reshape(-1)[rows * n + cols] * slopes  # ∂L/∂y at the active pairs
@@ -121,7 +123,7 @@ class MeActLinearFunction(torch.autograd.Function):
         grad_x = native.active_grad_input(offsets, cols, g, weight) if need_x else None
         grad_w = native.active_grad_weight(offsets, cols, g, x, n) if need_w else None
         grad_b = native.grad_bias(cols, g, n) if need_b and ctx.has_bias else None
-        linear_backward_timer.add_since(start)
+        linear_backward_timer.add_since(start, grad_out)
         return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
 
 

@@ -79,11 +79,12 @@ class SelectionState:
             self.run_grad.mul_(decay).add_(g_abs, alpha=1.0 - decay)
         return self.run_grad
 
-    def start_record(self, outputs: int, count_zeros: bool = False) -> None:
+    def start_record(self, outputs: int, count_zeros: bool = False, device: torch.device | str = "cpu") -> None:
         """Count from now on (and from zero) which outputs the selection keeps. count_zeros=False counts a kept
         entry only if its gradient is nonzero (it updates its row); True counts every kept index, as the
-        reference code does, including the zero entries a top-k takes when a row has fewer than k nonzero."""
-        self.hits = torch.zeros(outputs, dtype=torch.int64)
+        reference code does, including the zero entries a top-k takes when a row has fewer than k nonzero.
+        device: the layer's, so that counting never waits for a copy from a GPU."""
+        self.hits = torch.zeros(outputs, dtype=torch.int64, device=device)
         self.seen = 0
         self.count_zeros = count_zeros
 
@@ -92,23 +93,14 @@ class SelectionState:
         kept: the kept gradient values, the same shape as the selection ((rows, k), (rows, k), (rows, n))."""
         if self.hits is None:
             return
-        if self.count_zeros:
+        counted = torch.ones_like(kept, dtype=torch.int64) if self.count_zeros else (kept != 0).long()
+        if idx is None or idx.dim() == 1:  # columns: all outputs, or the batch's k
             if idx is None:
-                self.hits += rows
-            elif idx.dim() == 1:
-                self.hits[idx.cpu()] += rows
+                self.hits += counted.sum(0)
             else:
-                self.hits += torch.bincount(idx.reshape(-1).cpu(), minlength=len(self.hits))
+                self.hits.index_add_(0, idx, counted.sum(0))
         else:
-            nonzero = kept != 0
-            if idx is None or idx.dim() == 1:  # columns: all outputs, or the batch's k
-                counts = nonzero.sum(0).cpu()
-                if idx is None:
-                    self.hits += counts
-                else:
-                    self.hits.index_add_(0, idx.cpu(), counts)
-            else:
-                self.hits += torch.bincount(idx[nonzero].cpu(), minlength=len(self.hits))
+            self.hits.index_add_(0, idx.reshape(-1), counted.reshape(-1))
         self.seen += rows
 
     @torch.no_grad()
@@ -117,13 +109,17 @@ class SelectionState:
         if self.run_grad is not None:
             self.run_grad = self.run_grad.index_select(-1, keep.to(self.run_grad.device)).contiguous()
         if self.hits is not None:
-            self.hits = self.hits[keep.cpu()]
+            self.hits = self.hits[keep.to(self.hits.device)]
 
     def state_dict(self) -> dict:
         return {"run_grad": self.run_grad, "hits": self.hits, "seen": self.seen, "count_zeros": self.count_zeros}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.run_grad, self.hits, self.seen = state["run_grad"], state["hits"], state["seen"]
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        """device: the layer's (a checkpoint is read onto the CPU, whichever device saved it)."""
+        run_grad, hits = state["run_grad"], state["hits"]
+        self.run_grad = None if run_grad is None else run_grad.to(device)
+        self.hits = None if hits is None else hits.to(device)
+        self.seen = state["seen"]
         self.count_zeros = state.get("count_zeros", False)
 
 
@@ -158,7 +154,8 @@ def sparsify(g: torch.Tensor, k: int, mode: str = "topk", decay: float = 0.0,
 
 def _rows_gradient(rows: torch.Tensor, values: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """A gradient that is zero outside the given rows (ascending, unique), as a sparse COO tensor."""
-    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, size, is_coalesced=True, check_invariants=False)
+    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, size, is_coalesced=True, check_invariants=False,
+                                   device=values.device)
 
 
 class MePropLinearFunction(torch.autograd.Function):
@@ -178,7 +175,7 @@ class MePropLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y):
-        start = linear_backward_timer.clock()
+        start = linear_backward_timer.clock(grad_y)
         x, weight = ctx.saved_tensors
         out_features, in_features = weight.shape
         g = grad_y.reshape(-1, out_features)
@@ -243,7 +240,7 @@ class MePropLinearFunction(torch.autograd.Function):
                     grad_w = native.grad_weight(idx, val, x2, out_features)
                 if need_b:
                     grad_b = native.grad_bias(idx, val, out_features)
-        linear_backward_timer.add_since(start)
+        linear_backward_timer.add_since(start, grad_y)
         if ctx.state is not None and ctx.state.watch is not None:  # outside the timed part: it is not meProp's cost
             ctx.state.watch.observe_gradient(g, kept)
         return grad_x, grad_w, grad_b, None, None, None, None, None, None

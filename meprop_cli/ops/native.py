@@ -3,7 +3,9 @@
 kernels.c is plain C with pthreads: it compiles in about a second with the system's C compiler into
 a cache folder and is called through ctypes. When no compiler works, or MEPROP_KERNELS=torch, every
 function here runs its torch twin instead: same results, only slower. Only float32 tensors on the CPU
-go to C; anything else takes the torch path.
+go to C; anything else takes the torch path. The choice is made per call, by the tensors themselves (_c):
+a model on a GPU (trainer.device=cuda) runs every meProp op on torch's paths on that GPU, while a run on
+the CPU keeps the kernels. The torch twins allocate on their inputs' device, so they run anywhere.
 
     MEPROP_KERNELS      "auto" (default: C if it builds, else torch) | "torch" (never C)
     MEPROP_KERNEL_DIR   where the built library is kept (default ~/.cache/meprop-cli)
@@ -121,14 +123,18 @@ def backend() -> str:
     return "c" if library() is not None else "torch"
 
 
-def _c(*tensors: torch.Tensor) -> ctypes.CDLL | None:
-    """The library if every tensor can go to C (float32 / int64, contiguous, on the CPU)."""
+def _c(*tensors: torch.Tensor, copied: tuple[torch.Tensor, ...] = ()) -> ctypes.CDLL | None:
+    """The library if every tensor can go to C (float32 / int64, contiguous, on the CPU), else None: the torch
+    twin. This is the one place the choice is made. `copied`: tensors the caller copies into C's layout itself,
+    which need only be on the CPU."""
     lib = library()
     if lib is None:
         return None
     for t in tensors:
         if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.int64) or not t.is_contiguous():
             return None
+    if any(t.device.type != "cpu" for t in copied):
+        return None
     return lib
 
 
@@ -186,8 +192,8 @@ def touched_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]
     lib = _c(idx)
     if lib is None:
         rows = torch.unique(idx)
-        pos = torch.full((n,), -1, dtype=torch.int64)
-        pos[rows] = torch.arange(len(rows))
+        pos = torch.full((n,), -1, dtype=torch.int64, device=idx.device)
+        pos[rows] = torch.arange(len(rows), device=idx.device)
         return rows, pos
     pos = torch.empty(n, dtype=torch.int64)
     rows = torch.empty(n, dtype=torch.int64)
@@ -217,7 +223,7 @@ def grad_bias(idx: torch.Tensor, val: torch.Tensor, n: int, rows: torch.Tensor |
     """Σ_batch top_k(g): all n entries (rows=None), or only the listed rows."""
     lib = _c(idx, val)
     if lib is None or val.dtype != torch.float32:
-        dense = torch.zeros(n, dtype=val.dtype).index_add_(0, idx.reshape(-1), val.reshape(-1))
+        dense = torch.zeros(n, dtype=val.dtype, device=val.device).index_add_(0, idx.reshape(-1), val.reshape(-1))
         return dense if rows is None else dense[rows]
     r = n if rows is None else len(rows)
     out = torch.empty(r, dtype=val.dtype)
@@ -267,7 +273,7 @@ def conv_grads(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], p
     C visits only the kept entries; the torch twin runs torch's dense convolution backward on the
     zero-filled gradient (faster on a CPU than torch's sparse products here, see scripts/bench_conv.py).
     """
-    lib = _c(positions, values)  # x and W are copied to channels-last below, so their layout does not matter
+    lib = _c(positions, values, copied=(x, weight))  # x and W are copied to channels-last below
     if lib is None or values.dtype != torch.float32 or x.dtype != torch.float32 or weight.dtype != torch.float32:
         grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
             scatter_maps(out_shape, positions, values), x, weight, None, list(stride), list(padding), [1, 1],
@@ -293,12 +299,12 @@ def conv_grads(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], p
 def pair_rows(offsets: torch.Tensor) -> torch.Tensor:
     """The example (row) of every pair: (E,)."""
     counts = offsets[1:] - offsets[:-1]
-    return torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return torch.repeat_interleave(torch.arange(len(counts), device=offsets.device), counts)
 
 
 def csr(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(offsets (rows + 1,), cols (E,)) of the True entries of a (rows, n) mask; each row's cols ascending."""
-    offsets = torch.zeros(mask.shape[0] + 1, dtype=torch.int64)
+    offsets = torch.zeros(mask.shape[0] + 1, dtype=torch.int64, device=mask.device)
     torch.cumsum(mask.sum(1), 0, out=offsets[1:])
     return offsets, mask.nonzero()[:, 1].contiguous()
 

@@ -49,8 +49,8 @@ class TensorClassificationTask(Task):
         x, y = self.splits[split]
         correct = 0
         for i in range(0, len(y), self.cfg.eval_batch_size):
-            logits = model(x[i:i + self.cfg.eval_batch_size])
-            correct += int((logits.argmax(dim=1) == y[i:i + self.cfg.eval_batch_size]).sum())
+            inputs, targets = self.to_device((x[i:i + self.cfg.eval_batch_size], y[i:i + self.cfg.eval_batch_size]))
+            correct += int((model(inputs).argmax(dim=1) == targets).sum())
         return {"accuracy": correct / len(y)}
 
     def describe(self) -> dict[str, int]:

@@ -201,7 +201,7 @@ class PosTask(Task):
         """Predicted tag ids of every sentence of the split, in file order."""
         predicted: list[list[int]] = [[] for _ in self.encoded[split]]
         for batch in self.eval_batches[split]:
-            tags = model(batch).argmax(dim=1)
+            tags = model(self.to_device(batch)).argmax(dim=1).cpu()
             by_sentence = torch.full((len(batch.sentences), int(batch.packing.steps.max()) + 1), -1)
             by_sentence[batch.packing.rows, batch.packing.steps] = tags
             for row, i in enumerate(batch.sentences):
@@ -210,7 +210,7 @@ class PosTask(Task):
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         correct = tokens = 0
-        for batch in self.eval_batches[split]:
+        for batch in map(self.to_device, self.eval_batches[split]):
             correct += int((model(batch).argmax(dim=1) == batch.tags).sum())
             tokens += len(batch.tags)
         return {"accuracy": correct / tokens}

@@ -19,17 +19,19 @@ def action_columns(transitions: TransitionSet) -> torch.Tensor:
 
 @torch.no_grad()
 def parse(model: nn.Module, encoded: list[tuple[list[int], list[int]]], transitions: TransitionSet,
-          batch_sentences: int) -> list[Configuration]:
-    """Parse sentences given as (word ids, tag ids) with ROOT at 0; the final configurations, in order."""
-    columns = action_columns(transitions)  # Configuration.legal() is ordered (SHIFT, LEFT, RIGHT) = (0, 1, 2)
+          batch_sentences: int, device: torch.device | str = "cpu") -> list[Configuration]:
+    """Parse sentences given as (word ids, tag ids) with ROOT at 0; the final configurations, in order.
+    device: the model's; each step's features and legality mask go there, the chosen transitions come back."""
+    # Configuration.legal() is ordered (SHIFT, LEFT, RIGHT) = (0, 1, 2)
+    columns = action_columns(transitions).to(device)
     done: list[Configuration] = []
     for start in range(0, len(encoded), batch_sentences):
         chunk = encoded[start:start + batch_sentences]
         configs = [Configuration(len(words) - 1) for words, _ in chunk]
         active = [i for i, c in enumerate(configs) if not c.is_terminal()]
         while active:
-            feats = torch.tensor([features(configs[i], *chunk[i]) for i in active])
-            legal = torch.tensor([configs[i].legal() for i in active])
+            feats = torch.tensor([features(configs[i], *chunk[i]) for i in active], device=device)
+            legal = torch.tensor([configs[i].legal() for i in active], device=device)
             scores = model(feats).masked_fill(~legal[:, columns], float("-inf"))
             for i, t in zip(active, scores.argmax(dim=1).tolist()):
                 configs[i].apply(*transitions.decode(t))

@@ -171,7 +171,7 @@ class ParseTask(Task):
 
     def predict(self, model: nn.Module, split: str) -> list[Sentence]:
         """The split's sentences with HEAD and DEPREL from the parser (DEPS cleared: it would be gold)."""
-        configs = parse(model, self.encoded[split], self.transitions, self.cfg.eval_batch_size)
+        configs = parse(model, self.encoded[split], self.transitions, self.cfg.eval_batch_size, self.device)
         labels = self.vocabs.labels.items
         return [Sentence([t.with_(head=c.heads[i], deprel=labels[c.labels[i]], deps="_")
                           for i, t in enumerate(gold.tokens, start=1)], gold.comments)
