@@ -63,7 +63,7 @@ class AuthorsLinearUnified(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
-        start = linear_backward_timer.clock()
+        start = linear_backward_timer.clock(dy)
         x, w = ctx.saved_tensors
         _, inds = dy.abs().sum(0).topk(ctx.k)
         inds = inds.view(-1)
@@ -71,7 +71,7 @@ class AuthorsLinearUnified(torch.autograd.Function):
         dx = torch.mm(pdy, w.index_select(-1, inds).t_())
         dw = w.new(w.size()).zero_().index_copy_(-1, inds, torch.mm(x.t(), pdy))
         db = torch.mv(dy.t(), ctx.add_buffer)
-        linear_backward_timer.add_since(start)
+        linear_backward_timer.add_since(start, dx)
         return dx, dw, db, None
 
 
@@ -80,7 +80,7 @@ class AuthorsLinear(AuthorsLinearUnified):
 
     @staticmethod
     def backward(ctx, dy):
-        start = linear_backward_timer.clock()
+        start = linear_backward_timer.clock(dy)
         x, w = ctx.saved_tensors
         k = ctx.k
         _, indices = dy.abs().topk(k)
@@ -91,7 +91,7 @@ class AuthorsLinear(AuthorsLinearUnified):
         dx = torch.sparse.mm(pdy, w.t())
         dw = torch.sparse.mm(pdy.t(), x).t()
         db = torch.mv(dy.t(), ctx.add_buffer)
-        linear_backward_timer.add_since(start)
+        linear_backward_timer.add_since(start, dx)
         return dx, dw, db, None
 
 
