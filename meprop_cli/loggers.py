@@ -24,12 +24,13 @@ hold everything it would have logged. One that cannot open stops the run at star
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,27 @@ def result_scalars(record: dict[str, Any]) -> dict[str, float]:
 def param_text(value: Any) -> str:
     """A config value as MLflow's string parameter, in YAML's spelling (true, null, [500, 500])."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite:///PATH store (sqlite:////abs/path or sqlite:///relative/path)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def store_lock(database: Path | None) -> Iterator[None]:
+    """One process at a time opening a shared sqlite store: jobs of a parallel sweep opening a new one at once
+    would each create its tables, and all but one fail ("table ... already exists")."""
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def describe(error: Exception) -> str:
@@ -201,6 +223,11 @@ class MlflowLogger(Logger):
         self.client_class = MlflowClient
 
     def open(self, start: Start) -> None:
+        # the run folder's own store needs no lock: the run holds its folder (train.run_lock)
+        with store_lock(None if self.in_run_dir else sqlite_file(self.uri)):
+            self.open_run(start)
+
+    def open_run(self, start: Start) -> None:
         from mlflow.entities import Param
 
         self.client = self.client_class(tracking_uri=self.uri)

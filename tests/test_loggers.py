@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -200,3 +201,37 @@ def test_a_logger_failing_mid_run_is_one_warning_and_the_run_completes(make_cfg,
                "off for the rest of the run; metrics.jsonl and result.json hold everything")
     assert results.read_result(tmp_path)[results.WARNINGS] == [warning]
     assert [step for step, _ in tensorboard_series(tensorboard_events(tmp_path))["dev/accuracy"]] == [5]
+
+
+OPEN_AND_LOG = """
+import sys
+from pathlib import Path
+from meprop_cli.loggers import Loggers, Start
+run_dir, uri = Path(sys.argv[1]), sys.argv[2]
+run_dir.mkdir()
+chosen = Loggers.build({"loggers": ["mlflow"], "mlflow_uri": uri}, run_dir, print)
+chosen.open(Start(run_dir, "digits", "baseline", {"seed": 1}, "seed: 1", ("accuracy",), None), [])
+chosen.evaluation({"epoch": 1, "step": 5, "dev": {"accuracy": 0.5}})
+chosen.close({"status": "completed"})
+"""
+
+
+def test_two_jobs_opening_one_new_shared_mlflow_store_at_once_both_log(tmp_path):
+    """A parallel sweep with trainer.mlflow_uri: without the store's lock, one of them fails creating its tables."""
+    needs("mlflow", "sqlalchemy", "alembic")
+    import subprocess
+
+    from conftest import REPO
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # its folder is made too
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    jobs = [subprocess.Popen([sys.executable, "-c", OPEN_AND_LOG, str(tmp_path / f"job{i}"), uri], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    outcomes = [job.communicate(timeout=240) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [err[-500:] for _, err in outcomes]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    assert sorted(run.info.run_name for run in runs) == ["baseline/job1", "baseline/job2"]
+    assert all(run.data.metrics["dev/accuracy"] == 0.5 and run.info.status == "FINISHED" for run in runs)
