@@ -40,7 +40,7 @@ from meprop_cli.errors import ConfigError, UserError
 
 log = logging.getLogger("meprop")
 
-INSTALL = "pip install 'meprop-cli[loggers]'"
+INSTALL = "install the extra: pip install -e '.[loggers]' in a source checkout, pip install 'meprop-cli[loggers]' otherwise"
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_DB = "mlflow.db"  # the default store, inside the run folder
 MLFLOW_RUN_FILE = "mlflow_run.json"  # {"tracking_uri": null (the run folder's store) or the URI, "run_id": ...}

@@ -26,7 +26,7 @@ def offline(monkeypatch):
 
 def needs(*modules: str) -> None:
     for module in modules:
-        pytest.importorskip(module, reason=f"{module} is not installed: pip install 'meprop-cli[loggers]'")
+        pytest.importorskip(module, reason=f"{module} is not installed: pip install -e '.[loggers]'")
 
 
 def expected_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -177,8 +177,9 @@ def test_a_logger_added_on_resume_gets_the_whole_run_from_metrics_jsonl(make_cfg
 def test_a_logger_whose_package_is_missing_stops_the_run_at_start_naming_the_extra(make_cfg, tmp_path, monkeypatch,
                                                                                    name, module):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
-    with pytest.raises(ConfigError, match=rf"^trainer\.loggers=\[{name}\] needs the .* pip install "
-                                          r"'meprop-cli\[loggers\]'$"):
+    with pytest.raises(ConfigError, match=rf"^trainer\.loggers=\[{name}\] needs the .*: install the extra: pip install "
+                                          r"-e '\.\[loggers\]' in a source checkout, pip install 'meprop-cli\[loggers\]' "
+                                          r"otherwise$"):
         train(make_cfg([*SHORT, f"trainer.loggers=[{name}]"]), tmp_path)
     assert not (tmp_path / results.METRICS_FILE).exists()  # stopped before training
     assert "pip install 'meprop-cli[loggers]'" in results.read_result(tmp_path)["error"]
