@@ -33,6 +33,7 @@ BiasGrad = StrEnum("BiasGrad", {"sparse": "sparse", "dense": "dense"})
 LossReduction = StrEnum("LossReduction", {"mean": "mean", "sum": "sum"})
 OptimizerImplementation = StrEnum("OptimizerImplementation", {name: name for name in ("fused", "foreach", "for_loop")})
 Device = StrEnum("Device", {name: name for name in ("auto", "cpu", "cuda")})
+LoggerName = StrEnum("LoggerName", {name: name for name in ("tensorboard", "mlflow")})  # trainer.loggers (loggers.py)
 
 
 @dataclass
@@ -176,6 +177,10 @@ class TrainerConfig:
     loss_reduction: LossReduction = LossReduction.mean  # back-propagate the batch's mean loss | sum (the C# code)
     diagnostics: bool = False  # write per hidden layer activation, dead-unit and gradient-sign statistics (diagnostics.py)
     track_updates: bool = False  # write the mean |Δw| per parameter per update of each epoch to metrics.jsonl (meAct's figure)
+    # also send every metrics.jsonl record, the config and the result to: tensorboard (event files in <run>/tensorboard)
+    # and/or mlflow (pip extra [loggers]); metrics.jsonl stays the record `meprop table` reads
+    loggers: list[LoggerName] = field(default_factory=list)
+    mlflow_uri: Optional[str] = None  # MLflow tracking store; null: the sqlite file <run>/mlflow.db
 
 
 @dataclass

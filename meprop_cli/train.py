@@ -37,6 +37,7 @@ from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import TrainerConfig, ignored_options, validate
 from meprop_cli.diagnostics import Diagnostics
 from meprop_cli.errors import ConfigError, UserError
+from meprop_cli.loggers import Loggers, Start
 from meprop_cli.methods import Change, Method, Step, build_method
 from meprop_cli.nn.linear import use_init
 from meprop_cli.nn.shrink import (ShrinkRecord, apply_slices, fit_to_sizes, load_selection_state_dict,
@@ -150,7 +151,7 @@ def read_hidden_from(run_dir: str) -> list[int]:
 # and where the data is. Anything else would mix two settings in one result.
 RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.threads", "trainer.progress", "trainer.log_every_steps",
                      "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes", "data_root", "trainer.device",
-                     "trainer.resume")
+                     "trainer.loggers", "trainer.mlflow_uri", "trainer.resume")
 
 
 def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -212,6 +213,7 @@ class Run:
         self.elapsed_before = 0.0  # wall time of earlier sessions of a resumed run
         self.resumed_epoch: EpochProgress | None = None  # an epoch last.pt was saved inside of, to continue
         self.last_saved = time.monotonic()  # when last.pt was last written (trainer.checkpoint_every_minutes)
+        self.loggers = Loggers()  # trainer.loggers, once setup has opened them
 
     # -- setup ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -222,6 +224,7 @@ class Run:
         self.record[results.WARNINGS] = ignored_options(cfg)
         for warning in self.record[results.WARNINGS]:
             log.warning(warning)
+        self.loggers = Loggers.build(cfg.trainer, self.run_dir, self.logger_failed)  # a missing package: one sentence
         seed_everything(cfg.seed)
         if cfg.trainer.threads > 0:
             torch.set_num_threads(cfg.trainer.threads)
@@ -266,6 +269,16 @@ class Run:
         self.diagnostics = Diagnostics(self.model, cfg.task.name) if cfg.trainer.get("diagnostics") else None
         if self.diagnostics is not None and self.resumed_epoch is not None and self.resumed_epoch.diagnostics:
             self.diagnostics.load_state_dict(self.resumed_epoch.diagnostics)
+        self.loggers.open(Start(self.run_dir, cfg.task.name, cfg.method.name,
+                                flat_config(plain(OmegaConf.to_container(cfg, resolve=True))),
+                                (self.run_dir / results.CONFIG_FILE).read_text(encoding="utf-8"), self.task.metrics,
+                                self.step if last is not None else None),
+                          results.read_metrics(self.run_dir) if last is not None else [])
+
+    def logger_failed(self, message: str) -> None:
+        """A logger stopped mid-run (loggers.py): say so in the log and in result.json, and train on."""
+        log.warning(message)
+        self.record[results.WARNINGS].append(message)
 
     def start_at_sizes(self, sizes: list[int]) -> None:
         """hidden_from: the model at another run's sizes, its layers initialised afresh for those sizes."""
@@ -320,6 +333,8 @@ class Run:
             self.record["traceback"] = traceback.format_exc()
             self.write()
             raise
+        finally:
+            self.loggers.close(self.record)
         return self.record
 
     def train_epoch(self, epoch: int) -> None:
@@ -451,8 +466,9 @@ class Run:
                 self.save_checkpoint(self.run_dir / results.BEST_CHECKPOINT, self.best_state, self.best_sizes)
         sizes = {results.SIZES: sizes_of(self.model)} if self.initial_sizes is not None else {}
         watched = {results.DIAGNOSTICS: self.diagnostics.report()} if self.diagnostics is not None else {}
-        results.append_metrics(self.run_dir, {"epoch": epoch, **extra, **sizes, **self.method.metrics(), **watched,
-                                              "dev": dev, "best": improved})
+        line = {"epoch": epoch, **extra, **sizes, **self.method.metrics(), **watched, "dev": dev, "best": improved}
+        results.append_metrics(self.run_dir, line)
+        self.loggers.evaluation(line)
         log.info("epoch %d step %d: dev %s%s", epoch, self.step, results.scores_text(dev), " (best)" if improved else "")
 
     def finish(self, error: str | None) -> None:
@@ -504,6 +520,7 @@ class Run:
         busy = sum(self.totals[p] for p in ("forward_s", "backward_s", "update_s"))
         self.record["timing"] = {**self.totals, "total_s": total,
                                  "examples_per_s": self.examples / busy if busy > 0 else None}
+        self.loggers.result(self.record, self.step)  # first: a logger failing here is in result.json's warnings
         if self.run_dir.is_dir():
             results.write_result(self.run_dir, self.record)
 
@@ -681,6 +698,7 @@ def run_from_last(run_dir: Path, adjust: Callable[[DictConfig], None] | None = N
     cfg = OmegaConf.merge({"trainer": OmegaConf.to_container(OmegaConf.structured(TrainerConfig))}, last["config"])
     cfg.trainer.resume = False
     cfg.trainer.device = "cpu"  # the scripts inspect on the CPU, with batches as the tasks make them
+    cfg.trainer.loggers = []  # an inspection is not a run to log
     if adjust is not None:
         adjust(cfg)
     with tempfile.TemporaryDirectory(prefix="meprop-inspect-") as scratch:  # setup writes a config there

@@ -92,8 +92,8 @@ def test_table7_quick_runs_the_benchmark_and_builds_its_table(tmp_path):
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "out" / "table7_synthetic.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| Table 7 synthetic 1024 |")]
-    assert len(rows) == 5 * 2  # five modes × k = 8, 32
-    assert (tmp_path / "out" / "bench_backprop.jsonl").read_text().count("\n") == 10
+    assert len(rows) == 7 * 2  # five modes and the authors' two functions × k = 8, 32
+    assert (tmp_path / "out" / "bench_backprop.jsonl").read_text().count("\n") == 14
 
 
 def test_gradient_nonzeros_reports_each_hidden_layer_against_k(make_cfg, tmp_path, capsys):
