@@ -9,5 +9,5 @@ setup(
     packages=find_packages(include=["meprop_cli", "meprop_cli.*"]) + ["meprop_cli.conf"],
     package_dir={"meprop_cli.conf": "conf"},
     # conf/ as meprop_cli/conf; kernels.c is compiled on first use (meprop_cli/ops/native.py).
-    package_data={"meprop_cli.conf": ["*.yaml", "*/*.yaml"], "meprop_cli.ops": ["kernels.c"]},
+    package_data={"meprop_cli.conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"], "meprop_cli.ops": ["kernels.c"]},
 )

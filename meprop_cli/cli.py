@@ -23,7 +23,7 @@ def config_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
 
 
-INTERRUPTED_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+INTERRUPTED_EXIT = {"SIGINT": 130, "SIGUSR2": 140, "SIGTERM": 143}  # 128 + the signal's number, as a shell says
 
 
 def test_score(record: dict) -> float | None:
@@ -47,6 +47,9 @@ def hydra_error(e: Exception) -> str:
     message = lines[0].rstrip(".:") + (f": {why}" if why else "")
     if not why and not choices and len(lines) > 1:  # e.g. "Key 'x' not in 'TrainerConfig'" on its own line
         message += ": " + "; ".join(line.strip() for line in lines[1:3] if line.strip() and "full_key" not in line)
+    if "hydra/launcher/" in lines[0]:  # the launchers are Hydra plugins, installed with the extras
+        message += (" (hydra/launcher=joblib needs pip install 'meprop-cli[parallel]'; slurm and submitit_local "
+                    "need 'meprop-cli[slurm]')")
     return message + (f"; use one of {', '.join(choices)}" if choices else "")
 
 
@@ -55,52 +58,84 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def train_command(argv: list[str]) -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
+def train_job(cfg, hydra_cfg) -> float | None:
+    """One run of `meprop train`, or one job of a sweep, wherever its launcher runs it: the Hydra app."""
+    import signal
+
     from hydra.types import RunMode
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
 
-    from hydra.errors import CompactHydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from meprop_cli import results
-    from meprop_cli.config import register_configs
+    from meprop_cli import launch, results
     from meprop_cli.errors import UserError
     from meprop_cli.train import config_changes, holds_run, train
 
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = launch.SweepState.of(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    parallel = "n_jobs" in hydra_cfg.launcher  # joblib: jobs at once, in worker processes
+    if sweep is not None and sweep.stopped():
+        print(f"not started (a {sweep.stopped()} stopped the sweep): {run_dir}")
+        launch.drop_unstarted(run_dir, hydra_cfg.job.name)
+        return None
+    if sweep is not None and not cfg.trainer.resume and holds_run(run_dir):
+        # a sweep run again into its folder, or a job requeued by its scheduler: a job that completed with these
+        # settings is kept; one that was interrupted, or is asked for more epochs, continues from its checkpoint;
+        # anything else is refused by train() below
+        previous = results.load_run(run_dir)
+        same = previous.config and not config_changes(previous.config, OmegaConf.to_container(cfg, resolve=True))
+        if same and previous.status == "completed" and previous.result.get("epochs_run", 0) >= cfg.trainer.max_epochs:
+            print(f"skipped (completed before): {run_dir}")
+            return test_score(previous.result)
+        if same and (run_dir / results.LAST_CHECKPOINT).is_file():
+            cfg.trainer.resume = True
+    cfg.trainer.threads, warnings = launch.job_threads(cfg.trainer.threads, hydra_cfg.launcher, launch.cores())
+    try:
+        record = train(cfg, run_dir, warnings)
+    except UserError as e:
+        if sweep is None:
+            fail(str(e))
+        print(f"meprop: error in {run_dir}: {e}", file=sys.stderr)
+        sweep.record_failure(hydra_cfg.job.num, run_dir)
+        return None
+    print(f"{record['status']}: {record['task']} {record['method']}, {results.best_epoch_text(record)} -> {run_dir}")
+    signal_name = record.get(results.INTERRUPTED_BY)
+    if not signal_name:
+        return test_score(record)
+    # the result is written; the shell (and a scheduler) must still see the interruption
+    print(f"meprop: {record['error']}", file=sys.stderr)
+    if signal_name == "SIGUSR2" and (run_dir / results.LAST_CHECKPOINT).is_file():
+        try:  # to the handler the run took the signal from: submitit's requeues the job, which then resumes
+            signal.raise_signal(signal.SIGUSR2)
+        except RuntimeError as e:  # submitit's UncompletedJobError: not requeued (timed out too many times)
+            print(f"meprop: {run_dir} is not requeued: {e}", file=sys.stderr)
+    if sweep is None or launch.runs_the_sweep():
+        sys.exit(INTERRUPTED_EXIT[signal_name])  # in a sweep this also stops the jobs still to run
+    if parallel:
+        sweep.stop(signal_name)  # the jobs not started do not start, as in a sweep run one job at a time
+    else:  # a cluster's job (cancelled, say): the others run on; the sweep names it
+        sweep.record_failure(hydra_cfg.job.num, run_dir)
+    return None
+
+
+def train_command(argv: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import CompactHydraException
+    from omegaconf import DictConfig
+    from omegaconf.errors import OmegaConfBaseException
+
+    from meprop_cli import launch
+    from meprop_cli.config import register_configs
+    from meprop_cli.errors import UserError
+
     register_configs()
-    failed: list[str] = []
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
     def app(cfg: DictConfig) -> float | None:
         hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.trainer.resume and holds_run(run_dir):
-            # a sweep run again into its folder: a job that completed with these settings is kept; one that was
-            # interrupted, or is asked for more epochs, continues from its checkpoint; anything else is refused
-            # by train() below
-            previous = results.load_run(run_dir)
-            same = previous.config and not config_changes(previous.config, OmegaConf.to_container(cfg, resolve=True))
-            if same and previous.status == "completed" and previous.result.get("epochs_run", 0) >= cfg.trainer.max_epochs:
-                print(f"skipped (completed before): {run_dir}")
-                return test_score(previous.result)
-            if same and (run_dir / results.LAST_CHECKPOINT).is_file():
-                cfg.trainer.resume = True
-        try:
-            record = train(cfg, run_dir)
-        except UserError as e:
-            if hydra_cfg.mode != RunMode.MULTIRUN:
-                fail(str(e))
-            print(f"meprop: error in {run_dir}: {e}", file=sys.stderr)
-            failed.append(str(run_dir))
-            return None
-        print(f"{record['status']}: {record['task']} {record['method']}, {results.best_epoch_text(record)} -> {run_dir}")
-        signal_name = record.get(results.INTERRUPTED_BY)
-        if signal_name:  # the result is written; the shell (and a scheduler) must still see the interruption
-            print(f"meprop: {record['error']}", file=sys.stderr)
-            sys.exit(INTERRUPTED_EXIT[signal_name])  # in a sweep this also stops the jobs still to run
-        return test_score(record)
+        if "n_jobs" in hydra_cfg.launcher and not launch.runs_the_sweep():  # in a joblib worker
+            with launch.worker_job(launch.SweepState.of(hydra_cfg.sweep.dir)):
+                return train_job(cfg, hydra_cfg)
+        return train_job(cfg, hydra_cfg)
 
     sys.argv = ["meprop train", *argv]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: the errors below become one sentence
@@ -108,11 +143,19 @@ def train_command(argv: list[str]) -> None:
         app()
     except (CompactHydraException, OmegaConfBaseException) as e:  # a key, type or choice Hydra could not compose
         fail(hydra_error(e))
+    except UserError as e:  # raised by a job, outside the run (the sweep's files in its folder could not be written)
+        fail(str(e))
     except OSError as e:  # Hydra creates the run folder (and its .hydra/ and log) before training starts
         fail(f"cannot write {e.filename or 'the run folder'}: {e.strerror or e}; choose a writable hydra.run.dir "
              "(hydra.sweep.dir for a sweep)")
+    failed, stopped = launch.finish_sweep()
     if failed:
-        fail(f"{len(failed)} job(s) of the sweep failed; their result.json says why: {', '.join(failed)}", 1)
+        message = f"{len(failed)} job(s) of the sweep failed; their result.json says why: {', '.join(failed)}"
+        if not stopped:
+            fail(message, 1)
+        print(f"meprop: error: {message}", file=sys.stderr)
+    if stopped:  # a parallel sweep: each job stopped prints why; the shell sees the signal
+        sys.exit(INTERRUPTED_EXIT[stopped])
 
 
 def data_command(argv: list[str]) -> None:

@@ -53,8 +53,13 @@ DECODE = "decode"  # result.json: {test_s, test_s_initial, speedup}, test forwar
 SIZES = "hidden_sizes"  # metrics.jsonl: the sizes at that evaluation; also in every prune check
 PRUNE_CHECKS = "prune_checks"  # metrics.jsonl: the checks since the previous line, each {epoch, step, pruned, hidden_sizes}
 PRUNE_CHECK_COUNT = "prune_check_count"  # result.json (meSimp): checks run
-WARNINGS = "warnings"  # result.json: what the run was told but did not use (config.ignored_options), one line each
-INTERRUPTED_BY = "interrupted_by"  # result.json: "SIGINT" or "SIGTERM" when a signal ended the run, else absent
+WARNINGS = "warnings"  # result.json: what the run was told but did not use (config.ignored_options), or what a
+#                        sweep's launcher said of it (more threads than cores), one line each
+INTERRUPTED_BY = "interrupted_by"  # result.json: "SIGINT" or "SIGTERM" when a signal ended the run, "SIGUSR2" when
+#                                    a scheduler stopped it to requeue it (launch.py); else absent
+THREADS = "threads"  # result.json: the torch threads the run trained with
+STARTED_AT = "started_at"  # result.json: when the run began (its first session, if resumed), ISO 8601 with the offset
+ENDED_AT = "ended_at"  # result.json: when result.json was written
 ACTIVE_FRACTION = "active_fraction"  # metrics.jsonl (meAct): per hidden layer, active (example, neuron) pairs / all
 MEACT_ACTING = "meact_acting"  # metrics.jsonl (meAct): whether the epoch skipped inactive neurons (else: warm-up)
 UPDATE_SIZE = "mean_abs_update"  # metrics.jsonl (trainer.track_updates): mean |Δw| per parameter per update

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import enum
 import fcntl
 import itertools
@@ -25,7 +26,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -191,16 +192,23 @@ def use_progress_bar(setting: str) -> bool:
     return setting == "bar" or (setting == "auto" and sys.stderr.isatty())
 
 
-class Run:
-    """One training run writing into run_dir; fit() returns the result record."""
+def now() -> str:
+    """The wall-clock time, as result.json keeps it: ISO 8601 to the millisecond, with the UTC offset."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+
+class Run:
+    """One training run writing into run_dir; fit() returns the result record.
+
+    warnings: what the caller (a sweep's launcher) has to say about the run, kept in result.json with its own."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, warnings: Sequence[str] = ()) -> None:
+        self.cfg, self.run_dir, self.given_warnings = cfg, Path(run_dir), list(warnings)
         self.record: dict[str, Any] = {
             "task": cfg.task.name, "method": cfg.method.name, "seed": cfg.seed, "status": "failed",
             "error": None, "best_epoch": None, "best_step": None, "epochs_run": 0, "dev": {}, "test": {},
             "hidden": None, "k": None, "k_output": None, "decay": cfg.decay, "optimizer": cfg.optim.name,
-            "batch_size": cfg.task.batch_size, "params": None, "timing": {},
+            "batch_size": cfg.task.batch_size, "params": None, "timing": {}, results.STARTED_AT: now(),
         }
         self.epoch = 0  # last finished epoch
         self.step = 0  # updates so far
@@ -221,13 +229,14 @@ class Run:
         validate(cfg)
         self.device = resolve_device(cfg.trainer.get("device", "auto"))  # before any data is read
         self.record.update(device_fields(self.device))
-        self.record[results.WARNINGS] = ignored_options(cfg)
+        self.record[results.WARNINGS] = [*self.given_warnings, *ignored_options(cfg)]
         for warning in self.record[results.WARNINGS]:
             log.warning(warning)
         self.loggers = Loggers.build(cfg.trainer, self.run_dir, self.logger_failed)  # a missing package: one sentence
         seed_everything(cfg.seed)
         if cfg.trainer.threads > 0:
             torch.set_num_threads(cfg.trainer.threads)
+        self.record[results.THREADS] = torch.get_num_threads()
         self.task: Task = build_task(cfg.task, Path(cfg.data_root).expanduser().resolve())
         self.task.device = self.device
         self.method: Method = build_method(cfg)
@@ -306,6 +315,17 @@ class Run:
             for epoch in range(self.epoch + 1, self.cfg.trainer.max_epochs + 1):
                 self.train_epoch(epoch)
             self.finish(error=None)
+        except Preempted as e:
+            PendingSignal.clear()
+            self.record[results.INTERRUPTED_BY] = e.signal_name
+            stopped = f"stopped by {e.signal_name} (a time limit or preemption) at {e.where}"
+            if self.cfg.trainer.checkpoint:  # a requeued job continues from last.pt: test is scored at its end
+                self.record.update(status="failed", error=f"{stopped}; last.pt holds the run: a requeued job "
+                                   "continues from there")
+                self.write()
+            else:
+                self.finish(error=f"{stopped}; dev and test are those of the best epoch so far; with "
+                            "trainer.checkpoint=false there is no last.pt to continue from")
         except KeyboardInterrupt as e:
             PendingSignal.clear()  # handled here: the checks in finish's evaluation must not raise it again
             self.record[results.INTERRUPTED_BY] = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
@@ -400,10 +420,13 @@ class Run:
                 # (the epoch's last step is scored by the epoch's own evaluation below, once)
                 with self.scored_weights():
                     self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
-            if steps != steps_in_epoch and self.checkpoint_due():  # after the evaluation above: last.pt then holds it
-                # (and metrics.jsonl agrees); the epoch's last step is saved by the epoch's own checkpoint
+            preempted = PendingSignal.checkpoint_signum is not None
+            if steps != steps_in_epoch and (preempted or self.checkpoint_due()):  # after the evaluation above:
+                # last.pt then holds it (and metrics.jsonl agrees); the epoch's last step is saved by the epoch's own
                 progress.steps, progress.examples, progress.loss_sum = steps, examples, loss_sum
                 self.save_last(progress)
+                if preempted:
+                    raise Preempted(f"epoch {epoch}, step {self.step}")
         if bar is not None:
             bar.close()
         self.method.on_epoch_end(epoch)
@@ -421,6 +444,8 @@ class Run:
             self.consider(evaluate(self.task, self.model, "dev"), epoch, line)
         self.save_last()
         PendingSignal.raise_if_pending()
+        if PendingSignal.checkpoint_signum is not None:
+            raise Preempted(f"the end of epoch {epoch}")
 
     def apply(self, change: Change | None) -> None:
         """Rebuild what depends on the model's parameters after a method changed them (the one place)."""
@@ -520,6 +545,7 @@ class Run:
         busy = sum(self.totals[p] for p in ("forward_s", "backward_s", "update_s"))
         self.record["timing"] = {**self.totals, "total_s": total,
                                  "examples_per_s": self.examples / busy if busy > 0 else None}
+        self.record[results.ENDED_AT] = now()
         self.loggers.result(self.record, self.step)  # first: a logger failing here is in result.json's warnings
         if self.run_dir.is_dir():
             results.write_result(self.run_dir, self.record)
@@ -596,6 +622,7 @@ class Run:
             log.warning("resuming on %s a run saved on %s: it continues, but not bit-identical to a run never "
                         "stopped (that holds on the device it was saved on)", self.device.type, saved_on)
         self.elapsed_before = last["elapsed"]
+        self.record[results.STARTED_AT] = last["record"].get(results.STARTED_AT, self.record[results.STARTED_AT])
         if last.get("progress"):
             self.resumed_epoch = EpochProgress(**last["progress"])
             if self.updates is not None and self.resumed_epoch.updates is not None:
@@ -620,12 +647,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is, so that it ends as a Ctrl-C does (and the CLI exits 143, not 130)."""
 
 
+class Preempted(Exception):
+    """A scheduler's signal that the job will be stopped (SIGUSR2 from submitit, before a time limit or a
+    preemption) came: last.pt was saved at the step after it, where a requeued job continues."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+        self.signal_name = signal.Signals(PendingSignal.checkpoint_signum).name
+
+
 class PendingSignal:
     """The last SIGINT or SIGTERM not yet handled. The handlers raise at once, but an exception raised while
     Python runs a __del__ or a garbage-collection callback is printed and dropped; the training loop asks
-    raise_if_pending() at every step, so such a signal still ends the run (it once ran on to completion)."""
+    raise_if_pending() at every step, so such a signal still ends the run (it once ran on to completion).
+    A signal noted before the run began (a parallel sweep's job, launch.note_signal) ends it at its first step."""
 
     signum: int | None = None
+    checkpoint_signum: int | None = None  # a scheduler's warning: save last.pt at the next step, then stop
 
     @staticmethod
     def exception(signum: int) -> KeyboardInterrupt:
@@ -639,12 +678,15 @@ class PendingSignal:
 
     @classmethod
     def clear(cls) -> None:
-        cls.signum = None
+        cls.signum = cls.checkpoint_signum = None
 
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (kill, a scheduler's time limit) like Ctrl-C, so the run still scores test and writes its result."""
+    """Treat SIGTERM (kill, a scheduler's time limit) like Ctrl-C, so the run still scores test and writes its result.
+
+    SIGUSR2, when a handler of the process's own has it (submitit's, which requeues the job), first ends the run at
+    its next step with last.pt saved (Preempted); the caller then hands the signal on to that handler."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
@@ -653,8 +695,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         PendingSignal.signum = signum
         raise PendingSignal.exception(signum)
 
+    def request_checkpoint(signum: int, frame: Any) -> None:
+        PendingSignal.checkpoint_signum = signum
+
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    PendingSignal.clear()
+    if callable(signal.getsignal(signal.SIGUSR2)):
+        previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, request_checkpoint)
     try:
         yield
     finally:
@@ -709,13 +755,14 @@ def run_from_last(run_dir: Path, adjust: Callable[[DictConfig], None] | None = N
     return run, last
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """Train as cfg says, writing the run folder; returns the result record (also in result.json).
 
-    A folder that already holds a run is never written over: continue it with trainer.resume=true."""
+    A folder that already holds a run is never written over: continue it with trainer.resume=true.
+    warnings: the caller's, kept in result.json (a sweep's launcher: more threads than cores)."""
     run_dir = Path(run_dir)
     with sigterm_as_interrupt(), run_lock(run_dir):
         if not cfg.trainer.resume and holds_run(run_dir):
             raise UserError(f"{run_dir} already holds a run ({', '.join(n for n in RUN_FILES if (run_dir / n).exists())}); "
                             "continue it with trainer.resume=true, or choose a new hydra.run.dir")
-        return Run(cfg, run_dir).fit()
+        return Run(cfg, run_dir, warnings).fit()

@@ -19,6 +19,7 @@ def test_regular_install_runs_from_another_directory(tmp_path):
                     str(source)], check=True, capture_output=True, text=True)
     assert (target / "meprop_cli" / "conf" / "config.yaml").is_file()
     assert (target / "meprop_cli" / "conf" / "task" / "mnist_mlp.yaml").is_file()
+    assert (target / "meprop_cli" / "conf" / "hydra" / "launcher" / "slurm.yaml").is_file()
     assert (target / "meprop_cli" / "ops" / "kernels.c").is_file()
     shutil.rmtree(source)  # the installed copy must not lean on the source tree
 
