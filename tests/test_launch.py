@@ -91,6 +91,15 @@ def test_a_callers_warning_and_the_threads_used_are_in_result_json(make_cfg, tmp
     assert started <= ended and ended.tzinfo is not None
 
 
+def test_a_launcher_that_is_not_installed_says_which_extra_brings_it(tmp_path):
+    proc = run_meprop(["train", "-m", "hydra/launcher=nosuch", "seed=1,2"], cwd=tmp_path)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("meprop: error: In 'hydra/config': Could not find 'hydra/launcher/nosuch' (hydra/launcher="
+                           "joblib needs pip install 'meprop-cli[parallel]'; slurm and submitit_local need "
+                           "'meprop-cli[slurm]'); use one of basic")
+
+
 @needs_joblib
 def test_a_joblib_sweep_runs_its_jobs_at_once_and_names_the_job_that_failed(tmp_path):
     sweep = tmp_path / "sweep"
