@@ -375,6 +375,10 @@ class Run:
         linear_backward_timer.seconds = progress.linear_backward_s
         examples, loss_sum, steps = progress.examples, progress.loss_sum, progress.steps
         high_losses = 0  # batches in a row with a loss above trainer.max_loss
+        # the settings the loop reads at every step, read once (an OmegaConf lookup costs microseconds at batch 10)
+        max_loss, max_loss_batches = cfg.max_loss, cfg.get("max_loss_batches", 1)
+        max_steps, log_lines = cfg.max_steps_per_epoch, cfg.progress != "none"
+        log_every, eval_every = cfg.log_every_steps, cfg.eval_every_steps
         batches = self.task.train_batches(self.generator)
         for _ in itertools.islice(batches, steps):  # draw the batches trained before the checkpoint, and drop them
             pass
@@ -384,7 +388,7 @@ class Run:
             bar = batches = tqdm(batches, desc=f"epoch {epoch}", total=total, initial=steps, leave=False, unit="batch")
         for batch in batches:
             PendingSignal.raise_if_pending()
-            if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
+            if max_steps and steps >= max_steps:
                 break
             batch = self.task.to_device(batch)  # the one place training batches move to the model's device
             self.method.on_batch_start(self.task.to_device(self.task.example_ids(batch)))
@@ -404,19 +408,19 @@ class Run:
             examples += n
             value = loss.item()
             # (a resume starts the count of high losses again: it only delays a stop)
-            high_losses = high_losses + 1 if cfg.max_loss is not None and value > cfg.max_loss else 0
-            if not math.isfinite(value) or high_losses >= cfg.get("max_loss_batches", 1):
+            high_losses = high_losses + 1 if max_loss is not None and value > max_loss else 0
+            if not math.isfinite(value) or high_losses >= max_loss_batches:
                 bound = ("" if not math.isfinite(value) else
-                         f", above trainer.max_loss={cfg.max_loss} in {high_losses} batches in a row")
+                         f", above trainer.max_loss={max_loss} in {high_losses} batches in a row")
                 raise Diverged(f"training diverged at epoch {epoch}, step {self.step}: the batch loss is {value:.4g}"
                                f"{bound}; lower optim.lr (now {self.cfg.optim.lr}) or raise trainer.max_loss; dev and "
                                f"test are those of the best epoch before it, if one was scored")
             loss_sum += value * n
             if bar is not None and steps % 50 == 0:
                 bar.set_postfix(loss=f"{loss_sum / examples:.4f}")
-            elif cfg.progress != "none" and bar is None and steps % cfg.log_every_steps == 0:
+            elif log_lines and bar is None and steps % log_every == 0:
                 log.info("epoch %d step %d: train loss %.4f", epoch, steps, loss_sum / examples)
-            if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0 and steps != steps_in_epoch:
+            if eval_every and self.step % eval_every == 0 and steps != steps_in_epoch:
                 # (the epoch's last step is scored by the epoch's own evaluation below, once)
                 with self.scored_weights():
                     self.consider(evaluate(self.task, self.model, "dev"), epoch, {"step": self.step})
