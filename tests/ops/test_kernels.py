@@ -73,6 +73,24 @@ def test_compiled_ties_go_to_the_lower_index():
     assert idx.tolist() == [[1, 2, 4]] and val.tolist() == [[-3.0, 3.0, -3.0]]
 
 
+@pytest.mark.parametrize("n, k", [(25, 6), (500, 20), (7, 7), (10, 1), (13, 5), (64, 63)])
+def test_compiled_selection_is_the_order_larger_then_lower_index(n, k):
+    """The k kept per row are those of a stable sort by descending |g| (ties to the lower index), ascending;
+    rows with few distinct magnitudes, with all-zero rows, and rows of n not a multiple of k included."""
+    if native.library() is None:
+        pytest.skip("no C compiler")
+    torch.manual_seed(n * 100 + k)
+    g = torch.cat([torch.randn(20, n), torch.randint(-2, 3, (20, n)).float(), torch.zeros(2, n)])
+    idx, val = native.select_topk(g, k)
+    order = torch.sort(g.abs(), dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(idx, order.sort(dim=1).values)
+    assert torch.equal(val, g.gather(1, idx))
+    score = torch.rand(g.shape)  # a given score (random-k, run_grad): its order, g's values
+    idx, val = native.select_topk(g, k, score)
+    order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(idx, order.sort(dim=1).values) and torch.equal(val, g.gather(1, idx))
+
+
 def test_non_contiguous_inputs_weight_and_gradient(backend):
     torch.manual_seed(5)
     x = torch.randn(40, 12).t()  # (12, 40), a transposed view
