@@ -87,7 +87,8 @@ def train_job(cfg, hydra_cfg) -> float | None:
             return test_score(previous.result)
         if same and (run_dir / results.LAST_CHECKPOINT).is_file():
             cfg.trainer.resume = True
-    cfg.trainer.threads, warnings = launch.job_threads(cfg.trainer.threads, hydra_cfg.launcher, launch.cores())
+    cfg.trainer.threads, warnings = launch.job_threads(cfg.trainer.threads, hydra_cfg.launcher, launch.cores(),
+                                                             cfg.task.auto_threads)
     try:
         record = train(cfg, run_dir, warnings)
     except UserError as e:

@@ -41,30 +41,42 @@ def parallel_jobs(n_jobs: int | None, available: int) -> int:
     return max(1, available + 1 + n_jobs if n_jobs < 0 else n_jobs)
 
 
-def job_threads(threads: int, launcher: Mapping[str, Any], available: int) -> tuple[int, list[str]]:
-    """The torch threads a sweep job uses for trainer.threads (0: choose), and the warnings to keep with it.
+def job_threads(threads: int, launcher: Mapping[str, Any], available: int,
+                task_threads: int = 0) -> tuple[int, list[str]]:
+    """The torch threads a job uses for trainer.threads (0: choose), and the warnings to keep with it.
 
-    joblib runs J jobs at once on this machine: 0 gives each max(1, cores // J), so that they do not wait for
-    each other's cores (a thread spinning for a busy core made a 12 s run take 5 min). submitit: 0 gives each
-    job its hydra.launcher.cpus_per_task. Any other launcher leaves torch's default (all cores)."""
+    0 chooses the job's share of the cores, at most task_threads (the task's `auto_threads`; 0: no limit). A
+    step of batch 10 is slower on two threads than on one (docs/kernels.md: 2.2 -> 4.1 ms), and a thread that
+    spins for a core another process holds made a 12 s run take 5 min. The share: a single run or the basic
+    launcher (one job after another) has all the cores; joblib runs J jobs at once, each gets max(1, cores // J);
+    submitit gives each job its hydra.launcher.cpus_per_task, or 1 when that is not set (submitit_local then
+    runs the jobs at once, and SLURM's default is one core). A trainer.threads given is kept, with a warning
+    when the jobs at once would wait for each other's cores."""
     if "n_jobs" in launcher:  # joblib
         n_jobs = launcher["n_jobs"]
         jobs = parallel_jobs(n_jobs, available)
         if jobs > available:
             return threads or 1, [(f"hydra.launcher.n_jobs={n_jobs} runs {jobs} jobs at once on {available} cores: "
                                    f"the jobs wait for each other's cores; use n_jobs at most {available}")]
+        share = available // jobs
         if threads and jobs * threads > available:
             return threads, [(f"trainer.threads={threads} in {jobs} jobs at once (hydra.launcher.n_jobs={n_jobs}) is "
                               f"{jobs * threads} threads on {available} cores: the jobs wait for each other's cores; "
-                              f"trainer.threads=0 gives each job {available // jobs}")]
-        return threads or available // jobs, []
-    cpus = launcher.get("cpus_per_task")  # submitit
-    if cpus:
-        if threads > cpus:
-            return threads, [(f"trainer.threads={threads} is more than hydra.launcher.cpus_per_task={cpus}: the "
-                              f"job's threads wait for each other's cores; trainer.threads=0 gives it {cpus}")]
-        return threads or cpus, []
-    return threads, []
+                              f"trainer.threads=0 gives each job {capped(share, task_threads)}")]
+    elif "cpus_per_task" in launcher:  # submitit
+        share = launcher["cpus_per_task"] or 1
+        if threads > share:
+            return threads, [(f"trainer.threads={threads} is more than the job's cores (hydra.launcher.cpus_per_task="
+                              f"{launcher['cpus_per_task']}): its threads wait for each other's cores; "
+                              f"trainer.threads=0 gives it {capped(share, task_threads)}")]
+    else:
+        share = available
+    return threads or capped(share, task_threads), []
+
+
+def capped(share: int, task_threads: int) -> int:
+    """A job's share of the cores, at most the task's auto_threads (0: the whole share)."""
+    return min(share, task_threads) if task_threads else share
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from meprop_cli import results
+from meprop_cli import launch, results
 from meprop_cli.averaging import WeightAverage
 from meprop_cli.config import TrainerConfig, ignored_options, validate
 from meprop_cli.diagnostics import Diagnostics
@@ -234,8 +234,8 @@ class Run:
             log.warning(warning)
         self.loggers = Loggers.build(cfg.trainer, self.run_dir, self.logger_failed)  # a missing package: one sentence
         seed_everything(cfg.seed)
-        if cfg.trainer.threads > 0:
-            torch.set_num_threads(cfg.trainer.threads)
+        # the CLI has chosen for trainer.threads=0 (launch.job_threads); a caller of train() may leave it to the rule
+        torch.set_num_threads(cfg.trainer.threads or launch.job_threads(0, {}, launch.cores(), cfg.task.auto_threads)[0])
         self.record[results.THREADS] = torch.get_num_threads()
         self.task: Task = build_task(cfg.task, Path(cfg.data_root).expanduser().resolve())
         self.task.device = self.device

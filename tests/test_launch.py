@@ -74,10 +74,32 @@ def test_parallel_jobs_threads_stay_within_the_cores():
     assert launch.job_threads(0, {"cpus_per_task": 4}, 64) == (4, [])  # submitit: the job's cores
     assert launch.job_threads(2, {"cpus_per_task": 4}, 64) == (2, [])
     assert launch.job_threads(6, {"cpus_per_task": 4}, 64)[1] == [(
-        "trainer.threads=6 is more than hydra.launcher.cpus_per_task=4: the job's threads wait for each other's "
-        "cores; trainer.threads=0 gives it 4")]
-    assert launch.job_threads(0, {"cpus_per_task": None}, 64) == (0, [])  # torch's default
-    assert launch.job_threads(0, {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) == (0, [])
+        "trainer.threads=6 is more than the job's cores (hydra.launcher.cpus_per_task=4): its threads wait for each "
+        "other's cores; trainer.threads=0 gives it 4")]
+    # submitit_local runs its jobs at once, SLURM gives one core: unsaid cores are one
+    assert launch.job_threads(0, {"cpus_per_task": None}, 64) == (1, [])
+    assert launch.job_threads(2, {"cpus_per_task": None}, 64)[1] == [(
+        "trainer.threads=2 is more than the job's cores (hydra.launcher.cpus_per_task=None): its threads wait for "
+        "each other's cores; trainer.threads=0 gives it 1")]
+    assert launch.job_threads(0, {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) == (8, [])
+
+
+def test_a_small_task_takes_one_thread_and_a_large_one_the_jobs_share_of_the_cores():
+    basic = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+    assert launch.job_threads(0, basic, 8, task_threads=1) == (1, [])  # batch 10: slower on a second thread
+    assert launch.job_threads(0, basic, 8, task_threads=0) == (8, [])  # batch 10,000: all the cores
+    assert launch.job_threads(0, {"n_jobs": 2}, 8, task_threads=0) == (4, [])
+    assert launch.job_threads(0, {"n_jobs": 2}, 8, task_threads=2) == (2, [])
+    assert launch.job_threads(0, {"cpus_per_task": 4}, 64, task_threads=1) == (1, [])
+    assert launch.job_threads(3, basic, 8, task_threads=1) == (3, [])  # given: kept
+    assert launch.job_threads(4, {"n_jobs": 4}, 8, task_threads=1)[1][0].endswith("trainer.threads=0 gives each job 1")
+
+
+def test_the_tasks_auto_threads_follow_the_measurement(make_cfg):
+    """Tasks with small steps train on one thread by default; parsing (batch 10,000) on all the cores."""
+    from meprop_cli.tasks import TASKS
+    auto = {name: make_cfg([f"task={name}"]).task.auto_threads for name in TASKS}
+    assert auto.pop("parse") == 0 and set(auto.values()) == {1}, auto
 
 
 def test_a_callers_warning_and_the_threads_used_are_in_result_json(make_cfg, tmp_path):
