@@ -661,6 +661,9 @@ class Preempted(Exception):
         self.signal_name = signal.Signals(PendingSignal.checkpoint_signum).name
 
 
+SAME_SIGTERM_S = 2.0  # a SIGTERM this soon after the one taken is its duplicate (sigterm_as_interrupt)
+
+
 class PendingSignal:
     """The last SIGINT or SIGTERM not yet handled. The handlers raise at once, but an exception raised while
     Python runs a __del__ or a garbage-collection callback is printed and dropped; the training loop asks
@@ -669,6 +672,7 @@ class PendingSignal:
 
     signum: int | None = None
     checkpoint_signum: int | None = None  # a scheduler's warning: save last.pt at the next step, then stop
+    sigterm_at: float = -math.inf  # time.monotonic() of the last SIGTERM taken
 
     @staticmethod
     def exception(signum: int) -> KeyboardInterrupt:
@@ -696,6 +700,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if signum == signal.SIGTERM and now - PendingSignal.sigterm_at < SAME_SIGTERM_S:
+            # `kill` to a parallel sweep's process group reaches a job twice: directly, and passed on by the
+            # sweep (launch.stop_parallel_sweep); the second is the same request, not a second interrupt
+            return
+        if signum == signal.SIGTERM:
+            PendingSignal.sigterm_at = now
         PendingSignal.signum = signum
         raise PendingSignal.exception(signum)
 

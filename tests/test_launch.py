@@ -144,14 +144,20 @@ def test_a_joblib_sweep_runs_its_jobs_at_once_and_names_the_job_that_failed(tmp_
 
 
 @needs_joblib
-def test_sigterm_to_a_joblib_sweep_ends_its_running_jobs_with_their_results_and_starts_no_more(tmp_path):
+@pytest.mark.parametrize("to_group", [False, True], ids=["to the sweep", "to its process group"])
+def test_sigterm_to_a_joblib_sweep_ends_its_running_jobs_with_their_results_and_starts_no_more(tmp_path, to_group):
+    """`kill PID` reaches the sweep, which passes it on; `kill -- -PGID` (a scheduler, `timeout`) reaches each job
+    twice, directly and passed on: the second must not cut the scoring of test short."""
     sweep = tmp_path / "sweep"
     proc = started_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2,3",
                          "trainer.max_epochs=5000", "trainer.threads=1", *QUIET, f"hydra.sweep.dir={sweep}")
     running = [sweep / "0_seed=1", sweep / "1_seed=2"]
     try:
         wait_for(lambda: all(written_lines(run_dir / "metrics.jsonl") >= 2 for run_dir in running))
-        proc.send_signal(signal.SIGTERM)  # as `kill` does: to the sweep's process alone, which passes it on
+        if to_group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)  # as `kill` does: to the sweep's process alone, which passes it on
         stdout, stderr = proc.communicate(timeout=180)
     finally:
         stop_group(proc)
