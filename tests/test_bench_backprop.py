@@ -1,5 +1,8 @@
 """scripts/bench_backprop.py runs and prints its tables (shapes shrunk by --quick; no timing checked)."""
+import contextlib
+
 import pytest
+import torch
 
 from conftest import load_script
 from meprop_cli.results import read_benchmark
@@ -65,12 +68,35 @@ def test_out_appends_records_that_the_synthetic_table_reads(bench, capsys, tmp_p
     assert [row[-1] for row in table.rows] == ["2"] * 4  # each setting measured twice
 
 
-def test_whole_step_compares_three_variants_on_the_parsing_shape(bench, capsys):
+def test_whole_step_compares_meprop_with_both_dense_paths_on_the_parsing_shape(bench, capsys):
     bench.main(["--whole-step", "--quick", "--reps", "1", "--tasks", "parse_synthetic", "--heavy-steps", "1"])
     rows = table_rows(capsys.readouterr().out)
-    assert [r[1] for r in rows] == ["baseline", "meprop", "meprop + sparse update"]
-    assert rows[0][-1] == "1.00x"
-    assert all(float(r[6]) > 0 for r in rows)  # step ms
+    assert [r[1] for r in rows] == ["baseline", bench.TORCH_LINEAR, "meprop", "meprop + sparse update"]
+    steps = [float(r[6]) for r in rows]
+    assert all(step > 0 for step in steps)
+    faster = min(steps[:2])  # the speedups are against the faster dense row
+    assert [r[-1] for r in rows] == [f"{faster / step:.2f}x" for step in steps]
+    linear_part = [float(r[4].split("(")[1].rstrip(")")) for r in rows]
+    assert linear_part[1] == 0 and all(t > 0 for i, t in enumerate(linear_part) if i != 1)  # torch's path: untimed
+
+
+def test_torch_linear_trains_the_dense_layers_on_f_linear_with_the_same_gradients(bench):
+    from meprop_cli.methods import Method
+    from meprop_cli.ops import linear_backward_timer
+    task = bench.SyntheticParsingTask(8, 12, 3)
+    method = Method("baseline", None, [6], None, None)
+    batch = next(task.train_batches(torch.Generator().manual_seed(0)))
+    grads = []
+    for dense_path in (False, True):
+        torch.manual_seed(0)
+        model = task.build_model(method)
+        linear_backward_timer.reset()
+        with bench.torch_linear() if dense_path else contextlib.nullcontext():
+            task.loss(model, batch)[0].backward()
+        timed = linear_backward_timer.reset()
+        assert (timed == 0) == dense_path  # F.linear's backward is torch's, outside meProp's timer
+        grads.append([p.grad for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
 
 
 def test_whole_step_reports_a_task_it_cannot_load(bench, capsys, tmp_path):
