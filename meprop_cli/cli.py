@@ -146,6 +146,11 @@ def train_command(argv: list[str]) -> None:
         fail(hydra_error(e))
     except UserError as e:  # raised by a job, outside the run (the sweep's files in its folder could not be written)
         fail(str(e))
+    except ValueError as e:  # Hydra's own check of its flags
+        if not str(e).startswith("Only one of --run, --multirun"):
+            raise
+        fail(f"{e}: --cfg, --info and --shell-completion show one run's setup, so they do not go with -m; drop -m "
+             "to see a job's config (its overrides, one value each)")
     except OSError as e:  # Hydra creates the run folder (and its .hydra/ and log) before training starts
         fail(f"cannot write {e.filename or 'the run folder'}: {e.strerror or e}; choose a writable hydra.run.dir "
              "(hydra.sweep.dir for a sweep)")

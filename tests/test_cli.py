@@ -147,6 +147,14 @@ def test_help_and_cfg_job_work(tmp_path):
     assert proc.returncode == 0 and "name: mnist_mlp" in proc.stdout and "topk: 20" in proc.stdout
 
 
+def test_cfg_with_a_sweep_is_one_sentence(tmp_path):
+    proc = run_meprop(["train", "-m", "--cfg", "job", "seed=1,2"], cwd=tmp_path)
+    assert proc.returncode == 2 and not proc.stdout
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("meprop: error: Only one of --run, --multirun") and "drop -m to see a job's config" in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "runs").exists()  # nothing was started
+
+
 def test_unknown_command_is_one_line(tmp_path):
     proc = run_meprop(["trian"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("meprop: error: unknown command 'trian'")
