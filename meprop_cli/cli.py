@@ -88,7 +88,7 @@ def train_job(cfg, hydra_cfg) -> float | None:
         if same and (run_dir / results.LAST_CHECKPOINT).is_file():
             cfg.trainer.resume = True
     cfg.trainer.threads, warnings = launch.job_threads(cfg.trainer.threads, hydra_cfg.launcher, launch.cores(),
-                                                             cfg.task.auto_threads)
+                                                       cfg.task.auto_threads)
     try:
         record = train(cfg, run_dir, warnings)
     except UserError as e:
