@@ -221,25 +221,18 @@ class MePropLinearFunction(torch.autograd.Function):
                 score = ctx.state.score(g.abs(), ctx.decay)
             else:
                 score = None  # |g| itself, taken inside the selection
-            idx, val = native.select_topk(g, ctx.k, score)
+            idx, val, grad_x, grad_w, kept_b, rows = native.topk_backward(
+                g, ctx.k, score, weight, x2, need_x, need_w, need_b, touched_only=ctx.sparse_grad)
             if ctx.state is not None:
                 ctx.state.record(idx, g.shape[0], val)
                 kept = val
             if need_x:
-                grad_x = native.grad_input(idx, val, weight).reshape(x.shape)
-            if ctx.sparse_grad and (need_w or need_b):
-                rows, pos = native.touched_rows(idx, out_features)
-                if need_w:
-                    grad_w = _rows_gradient(rows, native.grad_weight(idx, val, x2, out_features, rows, pos),
-                                            weight.shape)
-                if need_b:
-                    grad_b = _rows_gradient(rows, native.grad_bias(idx, val, out_features, rows, pos),
-                                            (out_features,))
-            else:
-                if need_w:
-                    grad_w = native.grad_weight(idx, val, x2, out_features)
-                if need_b:
-                    grad_b = native.grad_bias(idx, val, out_features)
+                grad_x = grad_x.reshape(x.shape)
+            if rows is not None:  # sparse_grad: only the touched rows, as sparse row tensors
+                grad_w = None if grad_w is None else _rows_gradient(rows, grad_w, weight.shape)
+                kept_b = None if kept_b is None else _rows_gradient(rows, kept_b, (out_features,))
+            if need_b:  # else grad_b stays None, or the dense bias gradient from above
+                grad_b = kept_b
         linear_backward_timer.add_since(start, grad_y)
         if ctx.state is not None and ctx.state.watch is not None:  # outside the timed part: it is not meProp's cost
             ctx.state.watch.observe_gradient(g, kept)

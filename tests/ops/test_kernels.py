@@ -155,6 +155,25 @@ def test_sparse_grad_holds_exactly_the_touched_rows(backend, mode):
     assert torch.equal(rows, sparse[2].coalesce().indices()[0])
 
 
+@pytest.mark.parametrize("touched_only", [False, True])
+@pytest.mark.parametrize("need", [(True, True, True), (False, True, False), (True, False, True)])
+def test_the_one_call_backward_equals_the_four_kernels_in_turn(backend, touched_only, need):
+    torch.manual_seed(11)
+    x, w, g = torch.randn(6, 21), torch.randn(40, 21), torch.randn(6, 40)
+    score = torch.rand(6, 40)
+    idx, val, dx, dw, db, rows = native.topk_backward(g, 5, score, w, x, *need, touched_only=touched_only)
+    want_idx, want_val = native.select_topk(g, 5, score)
+    assert torch.equal(idx, want_idx) and torch.equal(val, want_val)
+    want_rows, pos = native.touched_rows(idx, 40) if touched_only else (None, None)
+    assert (rows is None) == (not touched_only) and (rows is None or torch.equal(rows, want_rows))
+    want = (native.grad_input(idx, val, w), native.grad_weight(idx, val, x, 40, want_rows, pos),
+            native.grad_bias(idx, val, 40, want_rows, pos))
+    for got, wanted, needed in zip((dx, dw, db), want, need):
+        assert (got is None) == (not needed)
+        if needed:
+            torch.testing.assert_close(got, wanted, rtol=0, atol=0)
+
+
 def test_k_at_least_n_is_exact_backprop(backend):
     torch.manual_seed(11)
     x, w, b, g = torch.randn(5, 7), torch.randn(9, 7), torch.randn(9), torch.randn(5, 9)
