@@ -6,8 +6,8 @@
 Both sources are built with the flags the package uses, loaded side by side, and called through the package's own
 wrappers (ops.native), in turns: each round times every case with the old library and then with the new one, so
 contention from other processes hits both alike. Printed: the median per call over rounds, and old / new.
-Cases: the weight gradient (all rows, and only the touched rows as optim.sparse_update uses) at the papers'
-shapes, and a whole forward + backward of the MNIST MLP (784-500-500-10, batch 10, k=20).
+Cases: the weight gradient (all rows, and only the touched rows as optim.sparse_update uses) and the input
+gradient at the papers' shapes, and a whole forward + backward of the MNIST MLP (784-500-500-10, batch 10, k=20).
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from meprop_cli.ops import meprop_linear, native
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = native.SOURCE.relative_to(REPO)
 
-# (batch, in, out, k, calls per timing): MNIST layer 1 and 2, a wide output, parsing's first layer at its
+# (batch, in, out, k, calls per timing): MNIST layers 1 and 2, a wide output (POS's gates), parsing's first layer at its
 # training batch (1000 in the papers' settings here, 10,000 in the authors')
-WEIGHT_SHAPES = ((10, 784, 500, 20, 2000), (10, 500, 500, 20, 2000), (16, 600, 2000, 10, 500),
-                 (1000, 2400, 500, 20, 50), (10000, 2400, 500, 20, 5))
+SHAPES = ((10, 784, 500, 20, 2000), (10, 500, 500, 20, 2000), (16, 600, 2000, 10, 500),
+          (1000, 2400, 500, 20, 50), (10000, 2400, 500, 20, 5))
 
 
 def build(source: Path, folder: Path, name: str) -> ctypes.CDLL:
@@ -99,8 +99,8 @@ def main() -> None:
         native._tried = True  # the wrappers use whichever library compare() installs
         print(f"old: {SOURCE} at {args.old}; new: the working tree; {args.threads} thread(s), median of "
               f"{args.rounds} rounds\n\n| case | old (µs) | new (µs) | old / new |\n| --- | --- | --- | --- |")
-        for batch, n_in, n_out, k, calls in WEIGHT_SHAPES:
-            g, x = torch.randn(batch, n_out), torch.randn(batch, n_in)
+        for batch, n_in, n_out, k, calls in SHAPES:
+            g, x, w = torch.randn(batch, n_out), torch.randn(batch, n_in), torch.randn(n_out, n_in)
             idx, val = native.select_topk(g, k)
             rows, pos = native.touched_rows(idx, n_out)
             shape = f"batch {batch}, {n_in} → {n_out}, k={k}"
@@ -108,6 +108,7 @@ def main() -> None:
                     args.rounds)
             compare(f"grad_weight, touched rows, {shape}",
                     lambda: native.grad_weight(idx, val, x, n_out, rows, pos), calls, libs, args.rounds)
+            compare(f"grad_input, {shape}", lambda: native.grad_input(idx, val, w), calls, libs, args.rounds)
         compare("MNIST MLP forward + backward, batch 10, k=20", mnist_step(False), 500, libs, args.rounds)
         compare("the same, sparse weight gradients", mnist_step(True), 500, libs, args.rounds)
 
