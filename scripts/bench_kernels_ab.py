@@ -38,7 +38,10 @@ SHAPES = ((10, 784, 500, 20, 2000), (10, 500, 500, 20, 2000), (16, 600, 2000, 10
 
 def build(source: Path, folder: Path, name: str) -> ctypes.CDLL:
     target = folder / f"{name}.so"
-    done = subprocess.run(["cc", *native.FLAG_SETS[0], "-shared", "-fPIC", "-o", str(target), str(source),
+    cc = native.compiler()
+    if cc is None:
+        sys.exit("no C compiler found (set CC): there are no kernels to compare")
+    done = subprocess.run([cc, *native.FLAG_SETS[0], "-shared", "-fPIC", "-o", str(target), str(source),
                            "-lpthread", "-lm"], capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"building {source} failed: {done.stderr.strip()}")

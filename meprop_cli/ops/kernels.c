@@ -227,14 +227,14 @@ static inline void sum_rows(float *restrict dst, const float *restrict x, int64_
                             const float *ev, int64_t e0, int64_t e1, int64_t w, int store) {
     int64_t i = 0;
     for (; i + STRIP <= w; i += STRIP) {
-        v8f a[8] = {{0}};
+        v8f a[STRIP / 8] = {{0}};
         for (int64_t e = e0; e < e1; e++) {
             const float *xr = x + ex[e] * m + i;
             const float v = ev[e];
-            for (int q = 0; q < 8; q++) a[q] += v * *(const v8f *)(xr + 8 * q);
+            for (int q = 0; q < STRIP / 8; q++) a[q] += v * *(const v8f *)(xr + 8 * q);
         }
-        if (store) for (int q = 0; q < 8; q++) *(v8f *)(dst + i + 8 * q) = a[q];
-        else for (int q = 0; q < 8; q++) *(v8f *)(dst + i + 8 * q) += a[q];
+        if (store) for (int q = 0; q < STRIP / 8; q++) *(v8f *)(dst + i + 8 * q) = a[q];
+        else for (int q = 0; q < STRIP / 8; q++) *(v8f *)(dst + i + 8 * q) += a[q];
     }
     if (i < w) {
         if (store) memset(dst + i, 0, sizeof(float) * (w - i));
