@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from meprop_cli.ops import native
+from meprop_cli.ops import buffers, native
 from meprop_cli.ops.timing import linear_backward_timer
 
 MODES = ("topk", "unified", "random")
@@ -188,7 +188,7 @@ class MePropLinearFunction(torch.autograd.Function):
 
         if ctx.k is None or ctx.k >= out_features:  # full back propagation
             if need_x:
-                grad_x = (g @ weight).reshape(x.shape)
+                grad_x = torch.mm(g, weight, out=buffers.output(x2.shape, g.dtype, g.device)).reshape(x.shape)
             if need_w:
                 grad_w = g.t() @ x2
             if need_b:
@@ -204,7 +204,8 @@ class MePropLinearFunction(torch.autograd.Function):
                 ctx.state.record(idx, g.shape[0], g_k)
                 kept = g_k
             if need_x:
-                grad_x = (g_k @ weight.index_select(0, idx)).reshape(x.shape)
+                grad_x = torch.mm(g_k, weight.index_select(0, idx),
+                                  out=buffers.output(x2.shape, g.dtype, g.device)).reshape(x.shape)
             if need_w:
                 rows_w = g_k.t() @ x2
                 grad_w = (_rows_gradient(idx, rows_w, weight.shape) if ctx.sparse_grad

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from meprop_cli.ops import buffers
+
 log = logging.getLogger("meprop")
 
 SOURCE = Path(__file__).with_name("kernels.c")
@@ -199,7 +201,7 @@ def _grad_input_c(lib: ctypes.CDLL, idx: torch.Tensor, val: torch.Tensor, weight
                   ) -> torch.Tensor:
     rows, k = idx.shape
     n, m = weight.shape
-    out = torch.empty(rows, m, dtype=weight.dtype)
+    out = buffers.output((rows, m), weight.dtype, weight.device)
     lib.meprop_grad_input(_ptr(val), _ptr(idx), _ptr(weight), rows, k, n, m, _ptr(out), threads)
     return out
 
