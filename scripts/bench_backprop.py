@@ -125,8 +125,8 @@ def peer_backward_seconds(peer: type[torch.autograd.Function], x: torch.Tensor, 
 
 
 # Only Table 7's products (6.9e10 multiply-adds, seconds each, 7 columns for each of 7 k) take fewer repetitions.
-# The parsing product (1.2e10) takes them all: with one sample a column, this machine's spikes (a fresh 96 MB
-# gradient now and then takes 100-150 ms more) decided its unified-against-the-authors' cells (docs/kernels.md).
+# The parsing product (1.2e10) takes them all: with one sample a column, this machine's spikes (single calls
+# 100-150 ms slower than their neighbours) decided its unified-against-the-authors' cells (docs/kernels.md).
 FEW_REPS_ABOVE = 2e10
 
 

@@ -9,8 +9,8 @@ outputs into the buffer the same layer shape returned last time, when nothing el
 
 Safe by construction: a buffer is handed out again only when its storage has no user but this cache (the
 autograd engine, a hook, a retained .grad or a view of it all count), so a gradient that someone kept is never
-overwritten; then a fresh tensor is made and cached instead. A leaf's .grad is never this memory either: torch's
-AccumulateGrad copies a gradient that is still referenced elsewhere instead of taking it. One cache per thread,
+overwritten; then a fresh tensor is made and cached instead. A leaf whose .grad took this memory (as a view)
+holds it, so the next step gets fresh memory while that .grad lives. One cache per thread,
 so two threads running backward passes never share a buffer. GPUs have their own caching allocator: not here.
 """
 from __future__ import annotations
