@@ -124,14 +124,17 @@ def peer_backward_seconds(peer: type[torch.autograd.Function], x: torch.Tensor, 
     return linear_backward_timer.reset()
 
 
-# Only Table 7's products (6.9e10 multiply-adds, seconds each, 7 columns for each of 7 k) take fewer repetitions.
-# The parsing product (1.2e10) takes them all: with one sample a column, this machine's spikes (single calls
-# 100-150 ms slower than their neighbours) decided its unified-against-the-authors' cells (docs/kernels.md).
+# Only Table 7's products (6.9e10 multiply-adds, seconds each, 7 columns for each of 7 k) take fewer repetitions,
+# but never fewer than 3 (or --reps): a single backward there took anything from 168 to 1186 ms, dense or
+# sparse alike (first writes to a fresh 268 MB gradient, on 2 MB pages when the kernel has them at hand:
+# docs/kernels.md, session 9), and one sample a column let that decide a cell. The parsing product (1.2e10)
+# takes them all: with one sample a column, single calls 100-150 ms slower than their neighbours decided its
+# unified-against-the-authors' cells (docs/kernels.md, session 8).
 FEW_REPS_ABOVE = 2e10
 
 
 def few_reps(reps: int) -> int:
-    return max(1, min(3, reps // 3))
+    return min(3, reps)
 
 
 def linear_settings(quick: bool) -> list[dict[str, Any]]:

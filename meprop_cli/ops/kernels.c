@@ -368,6 +368,145 @@ void meprop_adagrad_rows(float *p, float *sum, const float *g, const int64_t *ro
     parallel_run(nthreads, update_work, &c);
 }
 
+/* ---- unified top-k: column sums of |g|, and the two thin dense products -----------------------------
+ *
+ * With one index set for the batch the backward is dense: dx = g_k W_k (rows x k times k x m) and
+ * dW_k = g_k^T x (k x rows times rows x m), with k a few dozen. A BLAS packs its operands for a deep inner
+ * dimension; at k = 20 that packing and its blocking cost about half the time (scripts/bench_backprop.py,
+ * docs/kernels.md). Here both products are register tiles of 4 x 32 floats (16 accumulators) over the
+ * short dimension, with nothing packed:
+ *   dx:   a tile is 4 rows of dx x 32 columns, summed over the k rows of W_k (which stay in L1/L2);
+ *   dW_k: a tile is 4 rows of dW_k x 32 columns, summed over a block of THIN_BLOCK rows of x, then added to
+ *         dW_k. x is read in pieces of 32 columns per row, 4 * m bytes apart, an order the hardware
+ *         prefetchers do not follow, so the next block (one contiguous run) is prefetched in order meanwhile.
+ */
+#define THIN_COLS 32
+#define THIN_ROWS 64   /* rows of dx per task: its k x m W_k stays in cache while they are written */
+#define THIN_BLOCK 16  /* rows of x per dW_k pass: measured 13.7 ms at 10,000 x 2400, k=20 (8: 18.3; 32: 15.5) */
+
+/* out[b..b+R) x [c0, c0+32) = A[b..b+R) . Bm[:, c0..c0+32); R is a constant in each use, so acc stays in registers */
+__attribute__((always_inline)) static inline void nn_tile(const float *A, const float *Bm, float *out, int64_t k,
+                                                          int64_t m, int64_t b, int64_t c0, const int R) {
+    v8f acc[4][4] = {{{0}}};
+    for (int64_t j = 0; j < k; j++) {
+        const float *w = Bm + j * m + c0;
+        const v8f w0 = *(const v8f *)w, w1 = *(const v8f *)(w + 8), w2 = *(const v8f *)(w + 16),
+                  w3 = *(const v8f *)(w + 24);
+        for (int r = 0; r < R; r++) {
+            const float a = A[(b + r) * k + j];
+            acc[r][0] += a * w0; acc[r][1] += a * w1; acc[r][2] += a * w2; acc[r][3] += a * w3;
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < 4; q++) *(v8f *)(out + (b + r) * m + c0 + 8 * q) = acc[r][q];
+}
+
+typedef struct { const float *A, *B; float *out; int64_t rows, k, m, next; } thin_ctx;
+
+static void thin_nn_work(void *arg, int tid, int nthreads) {
+    (void)tid; (void)nthreads;
+    thin_ctx *c = (thin_ctx *)arg;
+    const int64_t k = c->k, m = c->m, full = m / THIN_COLS * THIN_COLS;
+    for (;;) {
+        const int64_t b0 = __atomic_fetch_add(&c->next, THIN_ROWS, __ATOMIC_RELAXED);
+        if (b0 >= c->rows) return;
+        const int64_t b1 = b0 + THIN_ROWS < c->rows ? b0 + THIN_ROWS : c->rows;
+        for (int64_t c0 = 0; c0 < full; c0 += THIN_COLS) {
+            int64_t b = b0;
+            for (; b + 4 <= b1; b += 4) nn_tile(c->A, c->B, c->out, k, m, b, c0, 4);
+            switch (b1 - b) {
+            case 3: nn_tile(c->A, c->B, c->out, k, m, b, c0, 3); break;
+            case 2: nn_tile(c->A, c->B, c->out, k, m, b, c0, 2); break;
+            case 1: nn_tile(c->A, c->B, c->out, k, m, b, c0, 1); break;
+            }
+        }
+        for (int64_t b = b0; b < b1 && full < m; b++) { /* the last m mod 32 columns */
+            float *o = c->out + b * m;
+            memset(o + full, 0, sizeof(float) * (m - full));
+            for (int64_t j = 0; j < k; j++) axpy(o + full, c->B + j * m + full, c->A[b * k + j], m - full);
+        }
+    }
+}
+
+/* out (rows x m) = A (rows x k) . Bm (k x m) */
+void meprop_thin_nn(const float *A, const float *Bm, float *out, int64_t rows, int64_t k, int64_t m, int nthreads) {
+    thin_ctx c = {A, Bm, out, rows, k, m, 0};
+    if (rows * k * m < (1 << 20) || rows < 2 * THIN_ROWS) nthreads = 1;
+    parallel_run(nthreads, thin_nn_work, &c);
+}
+
+/* out[j0..j0+R) x [c0, c0+32) (+)= A[b0..b1, j0..j0+R)^T . X[b0..b1, c0..c0+32) */
+__attribute__((always_inline)) static inline void tn_tile(const float *A, const float *X, float *out, int64_t k,
+                                                          int64_t m, int64_t b0, int64_t b1, int64_t j0, int64_t c0,
+                                                          int store, const int R) {
+    v8f acc[4][4] = {{{0}}};
+    for (int64_t b = b0; b < b1; b++) {
+        const float *x = X + b * m + c0;
+        const v8f x0 = *(const v8f *)x, x1 = *(const v8f *)(x + 8), x2 = *(const v8f *)(x + 16),
+                  x3 = *(const v8f *)(x + 24);
+        for (int r = 0; r < R; r++) {
+            const float a = A[b * k + j0 + r];
+            acc[r][0] += a * x0; acc[r][1] += a * x1; acc[r][2] += a * x2; acc[r][3] += a * x3;
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < 4; q++) {
+            v8f *o = (v8f *)(out + (j0 + r) * m + c0 + 8 * q);
+            if (store) *o = acc[r][q];
+            else *o += acc[r][q];
+        }
+}
+
+static void thin_tn_work(void *arg, int tid, int nthreads) {
+    thin_ctx *c = (thin_ctx *)arg;
+    const int64_t k = c->k, m = c->m, rows = c->rows, tiles = m / THIN_COLS;
+    /* each thread owns whole column tiles (and the last owns the m mod 32 rest): no element has two writers */
+    const int64_t col0 = THIN_COLS * (tiles * tid / nthreads), col1 = THIN_COLS * (tiles * (tid + 1) / nthreads);
+    const int64_t lines = (col1 - col0 + 15) / 16; /* cache lines of one row's share */
+    for (int64_t b0 = 0; b0 < rows; b0 += THIN_BLOCK) {
+        const int64_t b1 = b0 + THIN_BLOCK < rows ? b0 + THIN_BLOCK : rows;
+        const int64_t next_rows = (b1 + THIN_BLOCK < rows ? b1 + THIN_BLOCK : rows) - b1;
+        const int64_t to_fetch = next_rows * lines, per_tile = tiles > 0 ? (to_fetch * nthreads + tiles - 1) / tiles : 0;
+        int64_t fetched = 0;
+        for (int64_t c0 = col0; c0 < col1; c0 += THIN_COLS) {
+            for (int64_t l = 0; l < per_tile && fetched < to_fetch; l++, fetched++)
+                __builtin_prefetch(c->B + (b1 + fetched / lines) * m + col0 + 16 * (fetched % lines), 0, 2);
+            int64_t j0 = 0;
+            for (; j0 + 4 <= k; j0 += 4) tn_tile(c->A, c->B, c->out, k, m, b0, b1, j0, c0, b0 == 0, 4);
+            switch (k - j0) {
+            case 3: tn_tile(c->A, c->B, c->out, k, m, b0, b1, j0, c0, b0 == 0, 3); break;
+            case 2: tn_tile(c->A, c->B, c->out, k, m, b0, b1, j0, c0, b0 == 0, 2); break;
+            case 1: tn_tile(c->A, c->B, c->out, k, m, b0, b1, j0, c0, b0 == 0, 1); break;
+            }
+        }
+    }
+    if (tid == nthreads - 1 && tiles * THIN_COLS < m) { /* the last m mod 32 columns */
+        const int64_t rest = tiles * THIN_COLS;
+        for (int64_t j = 0; j < k; j++) memset(c->out + j * m + rest, 0, sizeof(float) * (m - rest));
+        for (int64_t b = 0; b < rows; b++)
+            for (int64_t j = 0; j < k; j++) axpy(c->out + j * m + rest, c->B + b * m + rest, c->A[b * k + j], m - rest);
+    }
+}
+
+/* out (k x m) = A^T (k x rows) . X (rows x m) */
+void meprop_thin_tn(const float *A, const float *X, float *out, int64_t rows, int64_t k, int64_t m, int nthreads) {
+    thin_ctx c = {A, X, out, rows, k, m, 0};
+    if (rows == 0) { memset(out, 0, sizeof(float) * k * m); return; }
+    if (rows * k * m < (1 << 20) || m < 2 * THIN_COLS * nthreads) nthreads = 1;
+    parallel_run(nthreads, thin_tn_work, &c);
+}
+
+/* out[j] = sum over the rows of |g[b, j]| (g is rows x n): the unified top-k's scores, in one pass over g */
+void meprop_column_abs_sum(const float *g, int64_t rows, int64_t n, float *out) {
+    memset(out, 0, sizeof(float) * n);
+    for (int64_t b = 0; b < rows; b++) {
+        const float *row = g + b * n;
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) *(v8f *)(out + j) += (v8f)((v8i) * (const v8f *)(row + j) & 0x7fffffff);
+        for (; j < n; j++) out[j] += fabsf(row[j]);
+    }
+}
+
 /* ---- meProp-CNN: per-feature-map top-k and the convolution's gradients from the kept entries ------
  *
  * Feature map c of an output gradient g (batch, C, h, w) is the row of batch·h·w entries p = n·hw + i·w + j

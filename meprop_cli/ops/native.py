@@ -97,6 +97,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "meprop_grad_weight": [p, p, p, i64, i64, i64, p, i64, p, i32],
         "meprop_grad_bias": [p, p, i64, p, i64, p],
         "meprop_row_map": [p, i64, i64, p, p],
+        "meprop_thin_nn": [p, p, p, i64, i64, i64, i32],
+        "meprop_thin_tn": [p, p, p, i64, i64, i64, i32],
+        "meprop_column_abs_sum": [p, i64, i64, p],
         "meprop_adam_rows": [p, p, p, p, p, i64, i64, f32, f32, f32, f32, f32, f32, f32, i32],
         "meprop_adagrad_rows": [p, p, p, p, i64, i64, f32, f32, f32, i32],
         "meprop_select_maps": [p, i64, i64, p, i64, i64, i64, i64, p, p, i32],
@@ -295,6 +298,52 @@ def topk_backward(g: torch.Tensor, k: int, score: torch.Tensor | None, weight: t
     return (idx, val, _grad_input_c(lib, idx, val, weight, threads) if need_x else None,
             _grad_weight_c(lib, idx, val, x, n, rows, pos, threads) if need_w else None,
             _grad_bias_c(lib, idx, val, n, rows, pos) if need_b else None, rows)
+
+
+# -- unified top-k: one index set for the batch, so the products are dense and thin ----------------
+# Below these sizes torch's own ops are as fast or faster (a ctypes call and its checks cost ~6 µs; at batch 10
+# torch.mm took 8.4 µs where this path took 13.6; at 1000 × 20 × 2400 the two tied), so C runs only above them.
+THIN_C_MIN = 1 << 26  # multiply-adds of a thin product (parsing's batch 10,000: 4.8e8; Table 7: 2.7e8)
+COLUMN_SUM_C_MIN = 1 << 16  # entries of g (at 10 × 500 torch took 6.6 µs, C 8.2; at 1000 × 500 0.081 and 0.043 ms)
+
+
+def column_abs_sum(g: torch.Tensor) -> torch.Tensor:
+    """Σ over the rows of |g|, per column: the unified selection's scores, (n,). C reads g once; torch's
+    g.abs().sum(0) writes |g| out first (at parsing's 10,000 × 500: 4.1 against 0.56 ms, docs/kernels.md)."""
+    g = g.contiguous()
+    lib = _c(g)
+    if lib is None or g.dtype != torch.float32 or g.numel() < COLUMN_SUM_C_MIN:
+        return g.abs().sum(0)
+    out = torch.empty(g.shape[1], dtype=g.dtype)
+    lib.meprop_column_abs_sum(_ptr(g), g.shape[0], g.shape[1], _ptr(out))
+    return out
+
+
+def thin_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """a b for a (rows × k) and b (k × m) with k small (the unified backward's g_k W_k): (rows × m), written
+    into out when given (contiguous, the right shape)."""
+    a, b = a.contiguous(), b.contiguous()
+    lib = _c(a, b, *([] if out is None else [out]))
+    if lib is None or a.dtype != torch.float32 or b.dtype != torch.float32 or a.numel() * b.shape[1] < THIN_C_MIN:
+        return torch.mm(a, b, out=out)
+    rows, k = a.shape
+    m = b.shape[1]
+    out = torch.empty(rows, m, dtype=a.dtype) if out is None else out
+    lib.meprop_thin_nn(_ptr(a), _ptr(b), _ptr(out), rows, k, m, _threads())
+    return out
+
+
+def thin_product_t(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """aᵀ x for a (rows × k) with k small and x (rows × m) (the unified backward's g_kᵀ x): (k × m)."""
+    a, x = a.contiguous(), x.contiguous()
+    lib = _c(a, x)
+    if lib is None or a.dtype != torch.float32 or x.dtype != torch.float32 or a.numel() * x.shape[1] < THIN_C_MIN:
+        return a.t() @ x
+    rows, k = a.shape
+    m = x.shape[1]
+    out = torch.empty(k, m, dtype=a.dtype)
+    lib.meprop_thin_tn(_ptr(a), _ptr(x), _ptr(out), rows, k, m, _threads())
+    return out
 
 
 # -- meProp-CNN: feature maps of a convolution's output gradient -----------------------------------

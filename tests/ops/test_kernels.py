@@ -42,7 +42,9 @@ def test_topk_gradients_equal_the_masked_reference(backend, batch, n, m, k_of):
 
 
 @pytest.mark.parametrize("sparse_grad", [False, True])
-def test_unified_gradients_equal_the_masked_reference(backend, sparse_grad):
+def test_unified_gradients_equal_the_masked_reference(backend, sparse_grad, monkeypatch):
+    monkeypatch.setattr(native, "THIN_C_MIN", 0)  # the C products and scores even at this size
+    monkeypatch.setattr(native, "COLUMN_SUM_C_MIN", 0)
     torch.manual_seed(3)
     x, w, b, g = torch.randn(50, 60), torch.randn(40, 60), torch.randn(40), torch.randn(50, 40)
     got = grads(x, w, b, g, 7, "unified", sparse_grad=sparse_grad)
@@ -193,6 +195,37 @@ def test_large_problem_uses_threads_and_matches(backend):
         assert_close(grads(x, w, b, g, 20, sparse_grad=True), reference(x, w, sparsify(g, 20)))
     finally:
         torch.set_num_threads(threads)
+
+
+# (rows, k, m) on and off the C tiles: 4 rows x 32 columns, 64 rows of dx per task, 16 rows of x per dW_k pass;
+# the last three are big enough for two threads (rows * k * m >= 2^20)
+THIN_SHAPES = [(1, 1, 1), (3, 5, 31), (70, 7, 33), (130, 4, 64), (17, 20, 100), (257, 13, 330), (600, 9, 300),
+               (300, 3, 2400)]
+
+
+@pytest.mark.parametrize("rows,k,m", THIN_SHAPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_unified_thin_products_equal_the_dense_ones(backend, rows, k, m, threads, monkeypatch):
+    monkeypatch.setattr(native, "THIN_C_MIN", 0)  # C at every size (by default only large products go to C)
+    torch.manual_seed(rows + k + m)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g_k, w_k, x = torch.randn(rows, k), torch.randn(k, m), torch.randn(rows, m)
+        out = torch.full((rows, m), float("nan"))
+        assert native.thin_product(g_k, w_k, out=out) is out
+        want_x, want_w = (g_k.double() @ w_k.double()).float(), (g_k.double().t() @ x.double()).float()
+        assert_close([out, native.thin_product(g_k, w_k), native.thin_product_t(g_k, x)], [want_x, want_x, want_w])
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("rows,n", [(1, 1), (5, 7), (33, 8), (1000, 500)])
+def test_unified_scores_are_the_column_sums_of_abs_g(backend, rows, n, monkeypatch):
+    monkeypatch.setattr(native, "COLUMN_SUM_C_MIN", 0)
+    torch.manual_seed(rows * n)
+    g = torch.randn(rows, n)
+    torch.testing.assert_close(native.column_abs_sum(g), g.double().abs().sum(0).float(), rtol=1e-5, atol=1e-5)
 
 
 def test_missing_compiler_falls_back_to_torch(monkeypatch, tmp_path):
