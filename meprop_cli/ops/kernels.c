@@ -210,6 +210,11 @@ void meprop_grad_input(const float *val, const int64_t *idx, const float *W, int
  * Each thread owns a range of columns: no two threads write the same element.
  */
 #define WEIGHT_STRIP 64
+/* A row's entries visit the block's x rows in no order the hardware can guess, each an L2 access whose latency the
+ * 8 accumulators do not hide: the strip of the entry this many ahead is prefetched into L1. At parsing's 10,000 x
+ * 2400 -> 500, k=20 (1 thread, 11 rounds interleaved with the old build): dW 39.2 -> 34.1 ms; 2 ahead: 1.03x,
+ * 16: 1.16x, 8: 1.22x in one 5-round A/B. */
+#define PF_AHEAD 8
 #define WEIGHT_BLOCK_ROWS 1024
 #define WEIGHT_L2_BYTES (256 << 10)
 
@@ -231,6 +236,10 @@ static inline void sum_rows(float *restrict dst, const float *restrict x, int64_
         for (int64_t e = e0; e < e1; e++) {
             const float *xr = x + ex[e] * m + i;
             const float v = ev[e];
+            if (e + PF_AHEAD < e1) {
+                const float *ahead = x + ex[e + PF_AHEAD] * m + i;
+                for (int l = 0; l < STRIP; l += 16) __builtin_prefetch(ahead + l, 0, 3);
+            }
             for (int q = 0; q < STRIP / 8; q++) a[q] += v * *(const v8f *)(xr + 8 * q);
         }
         if (store) for (int q = 0; q < STRIP / 8; q++) *(v8f *)(dst + i + 8 * q) = a[q];
