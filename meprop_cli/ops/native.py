@@ -310,9 +310,11 @@ COLUMN_SUM_C_MIN = 1 << 16  # entries of g (at 10 × 500 torch took 6.6 µs, C 8
 def column_abs_sum(g: torch.Tensor) -> torch.Tensor:
     """Σ over the rows of |g|, per column: the unified selection's scores, (n,). C reads g once; torch's
     g.abs().sum(0) writes |g| out first (at parsing's 10,000 × 500: 4.1 against 0.56 ms, docs/kernels.md)."""
+    if g.numel() < COLUMN_SUM_C_MIN:  # first: at batch 10 even the checks below cost more than they save
+        return g.abs().sum(0)
     g = g.contiguous()
     lib = _c(g)
-    if lib is None or g.dtype != torch.float32 or g.numel() < COLUMN_SUM_C_MIN:
+    if lib is None or g.dtype != torch.float32:
         return g.abs().sum(0)
     out = torch.empty(g.shape[1], dtype=g.dtype)
     lib.meprop_column_abs_sum(_ptr(g), g.shape[0], g.shape[1], _ptr(out))
@@ -322,9 +324,11 @@ def column_abs_sum(g: torch.Tensor) -> torch.Tensor:
 def thin_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """a b for a (rows × k) and b (k × m) with k small (the unified backward's g_k W_k): (rows × m), written
     into out when given (contiguous, the right shape)."""
+    if a.numel() * b.shape[1] < THIN_C_MIN:
+        return torch.mm(a, b, out=out)
     a, b = a.contiguous(), b.contiguous()
     lib = _c(a, b, *([] if out is None else [out]))
-    if lib is None or a.dtype != torch.float32 or b.dtype != torch.float32 or a.numel() * b.shape[1] < THIN_C_MIN:
+    if lib is None or a.dtype != torch.float32 or b.dtype != torch.float32:
         return torch.mm(a, b, out=out)
     rows, k = a.shape
     m = b.shape[1]
@@ -335,9 +339,11 @@ def thin_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = No
 
 def thin_product_t(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """aᵀ x for a (rows × k) with k small and x (rows × m) (the unified backward's g_kᵀ x): (k × m)."""
+    if a.numel() * x.shape[1] < THIN_C_MIN:
+        return a.t() @ x
     a, x = a.contiguous(), x.contiguous()
     lib = _c(a, x)
-    if lib is None or a.dtype != torch.float32 or x.dtype != torch.float32 or a.numel() * x.shape[1] < THIN_C_MIN:
+    if lib is None or a.dtype != torch.float32 or x.dtype != torch.float32:
         return a.t() @ x
     rows, k = a.shape
     m = x.shape[1]
