@@ -12,7 +12,9 @@ Whole step: forward + backward + optimizer update of one slice of an epoch (the 
 loss, backward, step, zero_grad; without the dev evaluation), per step, median over repetitions,
 variants interleaved. Tasks: mnist_mlp (real data under --data-root), a parsing-shaped synthetic MLP
 (batch 10,000, 2400-500-500-N, random inputs: the cost does not depend on the values) and every other
-task in the registry whose data loads.
+task in the registry whose data loads. The "bound" rows run the dense model with every linear backward
+free (zero gradients, each written once): the step no linear backward can beat with that optimizer, so the
+largest speedup any meProp kernel could reach there; without its update, the bound with any update.
 """
 from __future__ import annotations
 
@@ -244,21 +246,53 @@ class SyntheticParsingTask(Task):
         raise NotImplementedError("the benchmark never evaluates")
 
 
+class FreeLinearProducts(torch.autograd.Function):
+    """F.linear forward; a backward that computes no product: zero gradients, each written once as any dense
+    gradient is (dW and db fresh, for the optimizer's step; dx into memory kept from the last step, as
+    ops/buffers gives meProp's). A model on it times everything a linear backward cannot remove."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.x_shape, ctx.w_shape = x.shape, weight.shape
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        needs_x, needs_w, needs_b = ctx.needs_input_grad
+        dx = kept_zeros(ctx.x_shape) if needs_x else None
+        return dx, torch.zeros(ctx.w_shape) if needs_w else None, torch.zeros(dy.shape[-1]) if needs_b else None
+
+
+_KEPT_ZEROS: dict[torch.Size, torch.Tensor] = {}
+
+
+def kept_zeros(shape: torch.Size) -> torch.Tensor:
+    if shape not in _KEPT_ZEROS:
+        _KEPT_ZEROS[shape] = torch.zeros(shape)
+    return _KEPT_ZEROS[shape]
+
+
 @contextmanager
-def torch_linear() -> Iterator[None]:
-    """Dense layers through torch's own autograd (F.linear: AddmmBackward in C++), not the timed meProp Function
-    that the baseline method uses so that its linear backward is timed as meProp's is: the fastest dense path.
-    Only layers without a Sparsity change; the linear part of their backward is then not measured (0)."""
+def linear_path(path: str) -> Iterator[None]:
+    """Every model's linear layers on another path than the timed meProp Function:
+
+    - "torch": dense layers (no Sparsity) through torch's own autograd (F.linear: AddmmBackward in C++), the
+      fastest dense path; the linear part of their backward is then not measured (0).
+    - "free": every layer on FreeLinearProducts, a backward that costs nothing but writing its gradients: the
+      step time no linear backward can go below (with the same optimizer), so the bound of any speedup."""
     import meprop_cli.nn.linear as linear_module
     import meprop_cli.nn.lstm as lstm_module
 
-    def dense(x, weight, bias, sparsity, state, training):
+    def torch_dense(x, weight, bias, sparsity, state, training):
         return F.linear(x, weight, bias) if sparsity is None else original(x, weight, bias, sparsity, state, training)
+
+    def free(x, weight, bias, sparsity, state, training):
+        return FreeLinearProducts.apply(x, weight, bias) if training else F.linear(x, weight, bias)
 
     original = linear_module.sparsified_linear
     modules = (linear_module, lstm_module)
     for module in modules:
-        module.sparsified_linear = dense
+        module.sparsified_linear = {"torch": torch_dense, "free": free}[path]
     try:
         yield
     finally:
@@ -269,9 +303,9 @@ def torch_linear() -> Iterator[None]:
 class Variant:
     """One model + optimizer trained step by step; times each phase of the trainer's step."""
 
-    def __init__(self, task: Task, method: Method, optim_cfg: Any, seed: int, dense_path: bool = False) -> None:
+    def __init__(self, task: Task, method: Method, optim_cfg: Any, seed: int, path: str | None = None) -> None:
         torch.manual_seed(seed)
-        self.dense_path = dense_path  # run under torch_linear()
+        self.path = path  # run under linear_path(path)
         self.task, self.model = task, task.build_model(method)
         self.model.train()
         self.optimizer = build_optimizer(optim_cfg, self.model)
@@ -285,7 +319,7 @@ class Variant:
         """Per-step seconds of forward, backward (and its linear part) and update over `steps` steps."""
         times = dict(forward_s=0.0, backward_s=0.0, update_s=0.0)
         linear_backward_timer.reset()
-        with torch_linear() if self.dense_path else nullcontext():
+        with linear_path(self.path) if self.path else nullcontext():
             for _ in range(steps):
                 timed_step(self.task, self.model, self.optimizer, next(self.batches), times)
         times["linear_backward_s"] = linear_backward_timer.reset()
@@ -307,15 +341,20 @@ def compose(overrides: list[str]) -> Any:
     return cfg
 
 
-# (label, method overrides, sparse update) of each whole-step variant. The speedups are against the faster of the
-# dense ones (labels starting "baseline"): the baseline method, or the same model on torch's own linear autograd.
+# (label, method overrides, sparse update, linear path) of each whole-step variant. The speedups are against the
+# faster of the dense ones (labels starting "baseline"): the baseline method, or the same model on torch's own
+# linear autograd. The "bound" row is the dense model with every linear backward free (FreeLinearProducts).
 TORCH_LINEAR = "baseline, torch's F.linear autograd"
-LINEAR_VARIANTS = (("baseline", ["method=baseline"], False), (TORCH_LINEAR, ["method=baseline"], False),
-                   ("meprop", ["method=meprop"], False), ("meprop + sparse update", ["method=meprop"], True))
+FREE_LINEAR = "bound: every linear backward free"
+LINEAR_VARIANTS = (("baseline", ["method=baseline"], False, None), (TORCH_LINEAR, ["method=baseline"], False, "torch"),
+                   ("meprop", ["method=meprop"], False, None), ("meprop + sparse update", ["method=meprop"], True, None),
+                   (FREE_LINEAR, ["method=baseline"], False, "free"))
+# The bound row again without its update: the bound of a sparse update too (printed, not run).
+FREE_UPDATE = "bound: ... and the update free"
 # meProp-CNN sparsifies only the convolutions (its FC layers get full gradients); sparse update is for linear.
-CNN_VARIANTS = (("baseline", ["method=baseline"], False),
-                ("meprop_cnn 5%", ["method=meprop_cnn", "topk_ratio=0.05"], False),
-                ("meprop_cnn 5%, decay 0.6", ["method=meprop_cnn", "topk_ratio=0.05", "decay=0.6"], False))
+CNN_VARIANTS = (("baseline", ["method=baseline"], False, None),
+                ("meprop_cnn 5%", ["method=meprop_cnn", "topk_ratio=0.05"], False, None),
+                ("meprop_cnn 5%, decay 0.6", ["method=meprop_cnn", "topk_ratio=0.05", "decay=0.6"], False, None))
 VARIANTS = {"mnist_cnn": CNN_VARIANTS}
 
 
@@ -365,8 +404,8 @@ def bench_whole_step(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, make in whole_step_tasks(args):
         try:
-            runs = {label: Variant(*make(overrides, sparse), seed=1, dense_path=label == TORCH_LINEAR)
-                    for label, overrides, sparse in VARIANTS.get(name, LINEAR_VARIANTS)}
+            runs = {label: Variant(*make(overrides, sparse), seed=1, path=path)
+                    for label, overrides, sparse, path in VARIANTS.get(name, LINEAR_VARIANTS)}
         except Exception as e:  # a task whose data is absent, or that is not built yet
             print(f"| {name} | skipped: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | | | | | |", flush=True)
             if args.verbose:
@@ -389,6 +428,9 @@ def bench_whole_step(args: argparse.Namespace) -> None:
             print(f"| {name} | {label} | {steps} | {med['forward'] * 1e3:.2f} | {med['backward'] * 1e3:.2f} "
                   f"({med['linear_backward'] * 1e3:.2f}) | {med['update'] * 1e3:.2f} | {step * 1e3:.2f} | "
                   f"{base / step:.2f}x |", flush=True)
+        if FREE_LINEAR in runs:
+            step = statistics.median(s["forward"] + s["backward"] for s in samples[FREE_LINEAR])
+            print(f"| {name} | {FREE_UPDATE} | {steps} | | | 0 | {step * 1e3:.2f} | {base / step:.2f}x |", flush=True)
     print()
 
 

@@ -68,16 +68,36 @@ def test_out_appends_records_that_the_synthetic_table_reads(bench, capsys, tmp_p
     assert [row[-1] for row in table.rows] == ["2"] * 4  # each setting measured twice
 
 
-def test_whole_step_compares_meprop_with_both_dense_paths_on_the_parsing_shape(bench, capsys):
+def test_whole_step_compares_meprop_with_both_dense_paths_and_the_bound_on_the_parsing_shape(bench, capsys):
     bench.main(["--whole-step", "--quick", "--reps", "1", "--tasks", "parse_synthetic", "--heavy-steps", "1"])
     rows = table_rows(capsys.readouterr().out)
-    assert [r[1] for r in rows] == ["baseline", bench.TORCH_LINEAR, "meprop", "meprop + sparse update"]
+    assert [r[1] for r in rows] == ["baseline", bench.TORCH_LINEAR, "meprop", "meprop + sparse update",
+                                    bench.FREE_LINEAR, bench.FREE_UPDATE]
     steps = [float(r[6]) for r in rows]
     assert all(step > 0 for step in steps)
     faster = min(steps[:2])  # the speedups are against the faster dense row
     assert [r[-1] for r in rows] == [f"{faster / step:.2f}x" for step in steps]
-    linear_part = [float(r[4].split("(")[1].rstrip(")")) for r in rows]
-    assert linear_part[1] == 0 and all(t > 0 for i, t in enumerate(linear_part) if i != 1)  # torch's path: untimed
+    linear_part = [float(r[4].split("(")[1].rstrip(")")) for r in rows[:5]]
+    assert linear_part[1] == 0 and linear_part[4] == 0  # torch's path and the free one: untimed
+    assert all(t > 0 for t in linear_part[:4] if t != linear_part[1])
+    bound = rows[4]
+    assert float(rows[5][6]) == pytest.approx(float(bound[3]) + float(bound[4].split()[0]), abs=0.02)  # no update
+
+
+def test_the_free_linear_backward_gives_zero_gradients_of_every_shape(bench):
+    """The bound's layers: F.linear's output, and a backward that only writes zeros (fresh dW and db)."""
+    x = torch.randn(4, 6, requires_grad=True)
+    w = torch.randn(3, 6, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    y = bench.FreeLinearProducts.apply(x, w, b)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, w, b))
+    y.sum().backward()
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape and b.grad.shape == b.shape
+    assert not (x.grad.any() or w.grad.any() or b.grad.any())
+    w2 = torch.randn(2, 3, requires_grad=True)
+    x.grad = w.grad = None
+    bench.FreeLinearProducts.apply(torch.relu(bench.FreeLinearProducts.apply(x, w, b)), w2, None).sum().backward()
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape and w2.grad.shape == w2.shape  # through two layers
 
 
 def test_torch_linear_trains_the_dense_layers_on_f_linear_with_the_same_gradients(bench):
@@ -91,7 +111,7 @@ def test_torch_linear_trains_the_dense_layers_on_f_linear_with_the_same_gradient
         torch.manual_seed(0)
         model = task.build_model(method)
         linear_backward_timer.reset()
-        with bench.torch_linear() if dense_path else contextlib.nullcontext():
+        with bench.linear_path("torch") if dense_path else contextlib.nullcontext():
             task.loss(model, batch)[0].backward()
         timed = linear_backward_timer.reset()
         assert (timed == 0) == dense_path  # F.linear's backward is torch's, outside meProp's timer
