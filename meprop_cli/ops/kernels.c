@@ -75,6 +75,47 @@ static inline uint32_t order_key(float v, int use_abs) {
 
 static uint32_t kth_largest(uint32_t *a, int64_t len, int64_t k);
 
+/* The k-th largest of a[0..len) (1 ≤ k ≤ len), without data-dependent branches: rounds of a branch-free
+ * partition into the other buffer (a and tmp alternate), then, at 16 keys or fewer, ranks by counting. */
+static uint32_t kth_largest_bf(uint32_t *a, uint32_t *tmp, int64_t len, int64_t k) {
+    while (len > 16) {
+        const uint32_t x = a[0], y = a[len / 2], z = a[len - 1];
+        const uint32_t lo = x < y ? x : y, hi = x < y ? y : x;
+        const uint32_t pivot = z < lo ? lo : (z > hi ? hi : z); /* median of three */
+        int64_t above = 0, equal = 0;
+        for (int64_t i = 0; i < len; i++) {
+            const uint32_t v = a[i];
+            tmp[above] = v;
+            above += v > pivot;
+            equal += v == pivot;
+        }
+        if (k > above && k <= above + equal) return pivot;
+        if (k > above) {
+            int64_t below = 0;
+            for (int64_t i = 0; i < len; i++) {
+                const uint32_t v = a[i];
+                tmp[below] = v;
+                below += v < pivot;
+            }
+            k -= above + equal;
+            len = below;
+        } else {
+            len = above;
+        }
+        uint32_t *t = a; a = tmp; tmp = t;
+    }
+    uint32_t kth = 0;
+    for (int64_t i = 0; i < len; i++) { /* a[i] is the k-th when fewer than k are above it and k are at least it */
+        int64_t above = 0, at_least = 0;
+        for (int64_t j = 0; j < len; j++) {
+            above += a[j] > a[i];
+            at_least += a[j] >= a[i];
+        }
+        kth = (above < k && at_least >= k) ? a[i] : kth;
+    }
+    return kth;
+}
+
 typedef struct {
     const float *score, *g; int use_abs; int64_t B, n, k; int64_t *idx; float *val;
 } select_ctx;
@@ -83,17 +124,18 @@ typedef struct {
  *   1. cut the row into k groups and take each group's largest key: at least k entries are ≥ the smallest
  *      of those k maxima, T, so the k best are all ≥ T; for random rows few others are (about 2k);
  *   2. gather the candidates ≥ T, branch-free, in index order;
- *   3. the k-th largest candidate key (quickselect on a copy; none when exactly k) decides: every candidate
+ *   3. the k-th largest candidate key (kth_largest_bf on a copy; none when exactly k) decides: every candidate
  *      above it is kept, and of those equal to it the lowest indices, up to k.
  * The kept set is that of the order "larger score, then lower index" (deterministic ties), and it comes out
  * with ascending indices, so rows of W and dW are visited in memory order. The previous version's quickselect
- * on a buffer of (score, index) pairs, swapping both, took 4.4 µs per row of 500 (k = 20); this takes 1.7 µs
- * (docs/kernels.md). */
+ * on a buffer of (score, index) pairs, swapping both, took 4.4 µs per row of 500 (k = 20); this took 1.7 µs
+ * with a quickselect in step 3, whose branches on random keys mispredict (about 66 candidates a row of 500: 0.65
+ * µs of it); with kth_largest_bf, 0.9 µs (docs/kernels.md). */
 static void select_work(void *arg, int tid, int nthreads) {
     select_ctx *c = (select_ctx *)arg;
     const int64_t k = c->k, n = c->n;
     uint32_t *key = (uint32_t *)malloc(sizeof(uint32_t) * n);
-    uint32_t *scratch = (uint32_t *)malloc(sizeof(uint32_t) * n);
+    uint32_t *scratch = (uint32_t *)malloc(sizeof(uint32_t) * 2 * n);
     int32_t *at = (int32_t *)malloc(sizeof(int32_t) * n);
     for (int64_t b = c->B * tid / nthreads; b < c->B * (tid + 1) / nthreads; b++) {
         const float *s = c->score + b * n;
@@ -116,7 +158,7 @@ static void select_work(void *arg, int tid, int nthreads) {
             for (int64_t j = 0; j < k; j++) out[j] = at[j];
         } else {
             for (int64_t j = 0; j < count; j++) scratch[j] = key[at[j]];
-            const uint32_t kth = kth_largest(scratch, count, k);
+            const uint32_t kth = kth_largest_bf(scratch, scratch + n, count, k);
             int64_t above = 0;
             for (int64_t j = 0; j < count; j++) above += key[at[j]] > kth;
             int64_t equal_left = k - above, taken = 0;
