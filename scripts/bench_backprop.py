@@ -461,7 +461,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ["MEPROP_KERNELS"] = args.kernels
     torch.set_num_threads(args.threads)
-    print(f"# bench_backprop: torch {torch.__version__}, {os.cpu_count()} CPUs, {' '.join(sys.argv)}\n")
+    allocator = "freed memory kept (MEPROP_MALLOC=reuse)" if meprop_cli.MALLOC_REUSE else "glibc's default"
+    print(f"# bench_backprop: torch {torch.__version__}, {os.cpu_count()} CPUs, allocator: {allocator}, "
+          f"{' '.join(sys.argv)}\n")
     started = time.perf_counter()
     if args.whole_step:
         bench_whole_step(args)
