@@ -259,17 +259,21 @@ class FreeLinearProducts(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         needs_x, needs_w, needs_b = ctx.needs_input_grad
-        dx = kept_zeros(ctx.x_shape) if needs_x else None
-        return dx, torch.zeros(ctx.w_shape) if needs_w else None, torch.zeros(dy.shape[-1]) if needs_b else None
+        like = dict(dtype=dy.dtype, device=dy.device)
+        return (kept_zeros(ctx.x_shape, **like) if needs_x else None,
+                torch.zeros(ctx.w_shape, **like) if needs_w else None,
+                torch.zeros(dy.shape[-1], **like) if needs_b else None)
 
 
-_KEPT_ZEROS: dict[torch.Size, torch.Tensor] = {}
+_KEPT_ZEROS: dict[tuple, torch.Tensor] = {}
 
 
-def kept_zeros(shape: torch.Size) -> torch.Tensor:
-    if shape not in _KEPT_ZEROS:
-        _KEPT_ZEROS[shape] = torch.zeros(shape)
-    return _KEPT_ZEROS[shape]
+def kept_zeros(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """One zero tensor per shape, made once: the free backward's dx costs no allocation (nothing writes to it)."""
+    key = (tuple(shape), dtype, device)
+    if key not in _KEPT_ZEROS:
+        _KEPT_ZEROS[key] = torch.zeros(shape, dtype=dtype, device=device)
+    return _KEPT_ZEROS[key]
 
 
 @contextmanager
