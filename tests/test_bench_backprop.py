@@ -76,7 +76,8 @@ def test_whole_step_compares_meprop_with_both_dense_paths_and_the_bound_on_the_p
     steps = [float(r[6]) for r in rows]
     assert all(step > 0 for step in steps)
     faster = min(steps[:2])  # the speedups are against the faster dense row
-    assert [r[-1] for r in rows] == [f"{faster / step:.2f}x" for step in steps]
+    # (from the printed, rounded steps: within a rounding of the script's own ratios)
+    assert [float(r[-1].rstrip("x")) for r in rows] == pytest.approx([faster / step for step in steps], abs=0.011)
     linear_part = [float(r[4].split("(")[1].rstrip(")")) for r in rows[:5]]
     assert linear_part[1] == 0 and linear_part[4] == 0  # torch's path and the free one: untimed
     assert all(t > 0 for t in linear_part[:4] if t != linear_part[1])
