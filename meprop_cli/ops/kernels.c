@@ -73,11 +73,9 @@ static inline uint32_t order_key(float v, int use_abs) {
     return (u & 0x80000000u) ? ~u : u | 0x80000000u;
 }
 
-static uint32_t kth_largest(uint32_t *a, int64_t len, int64_t k);
-
 /* The k-th largest of a[0..len) (1 ≤ k ≤ len), without data-dependent branches: rounds of a branch-free
  * partition into the other buffer (a and tmp alternate), then, at 16 keys or fewer, ranks by counting. */
-static uint32_t kth_largest_bf(uint32_t *a, uint32_t *tmp, int64_t len, int64_t k) {
+static uint32_t kth_largest(uint32_t *a, uint32_t *tmp, int64_t len, int64_t k) {
     while (len > 16) {
         const uint32_t x = a[0], y = a[len / 2], z = a[len - 1];
         const uint32_t lo = x < y ? x : y, hi = x < y ? y : x;
@@ -124,13 +122,13 @@ typedef struct {
  *   1. cut the row into k groups and take each group's largest key: at least k entries are ≥ the smallest
  *      of those k maxima, T, so the k best are all ≥ T; for random rows few others are (about 2k);
  *   2. gather the candidates ≥ T, branch-free, in index order;
- *   3. the k-th largest candidate key (kth_largest_bf on a copy; none when exactly k) decides: every candidate
+ *   3. the k-th largest candidate key (kth_largest on a copy; none when exactly k) decides: every candidate
  *      above it is kept, and of those equal to it the lowest indices, up to k.
  * The kept set is that of the order "larger score, then lower index" (deterministic ties), and it comes out
  * with ascending indices, so rows of W and dW are visited in memory order. The previous version's quickselect
  * on a buffer of (score, index) pairs, swapping both, took 4.4 µs per row of 500 (k = 20); this took 1.7 µs
  * with a quickselect in step 3, whose branches on random keys mispredict (about 66 candidates a row of 500: 0.65
- * µs of it); with kth_largest_bf, 0.9 µs (docs/kernels.md). */
+ * µs of it); with kth_largest, 0.9 µs (docs/kernels.md). */
 static void select_work(void *arg, int tid, int nthreads) {
     select_ctx *c = (select_ctx *)arg;
     const int64_t k = c->k, n = c->n;
@@ -158,7 +156,7 @@ static void select_work(void *arg, int tid, int nthreads) {
             for (int64_t j = 0; j < k; j++) out[j] = at[j];
         } else {
             for (int64_t j = 0; j < count; j++) scratch[j] = key[at[j]];
-            const uint32_t kth = kth_largest_bf(scratch, scratch + n, count, k);
+            const uint32_t kth = kth_largest(scratch, scratch + n, count, k);
             int64_t above = 0;
             for (int64_t j = 0; j < count; j++) above += key[at[j]] > kth;
             int64_t equal_left = k - above, taken = 0;
@@ -567,7 +565,7 @@ void meprop_column_abs_sum(const float *g, int64_t rows, int64_t n, float *out) 
  * The selection differs from the per-example one above because the rows differ: a map holds thousands
  * of entries, k is a few hundred, and after ReLU and max-pooling most entries are exactly zero. So a
  * pass first gathers the nonzero scores; if they are no more than k, all are kept (no ranking at all),
- * otherwise a quickselect over them finds the k-th largest. Scores are compared as the bits of |score|
+ * otherwise kth_largest (above) finds the k-th largest of them. Scores are compared as the bits of |score|
  * (for floats ≥ 0 the bit pattern orders like the value). Kept positions come out ascending, with ties
  * going to the lower position, as in the per-example selection; zero-score entries fill up to k when a
  * map has fewer than k nonzero ones (their gradient is zero, so they cost the products nothing).
@@ -584,25 +582,6 @@ static inline uint32_t magnitude_bits(float v) {
     uint32_t u;
     memcpy(&u, &v, sizeof u);
     return u & 0x7fffffffu;
-}
-
-/* The k-th largest of a[0..len) (1 ≤ k ≤ len); reorders a. Hoare partition, so runs of equal keys split. */
-static uint32_t kth_largest(uint32_t *a, int64_t len, int64_t k) {
-    int64_t lo = 0, hi = len - 1;
-    const int64_t target = k - 1;
-    while (lo < hi) {
-        const uint32_t pivot = a[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] > pivot) i++;
-            while (a[j] < pivot) j--;
-            if (i <= j) { uint32_t t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
-        }
-        if (target <= j) hi = j;
-        else if (target >= i) lo = i;
-        else return pivot;
-    }
-    return a[target];
 }
 
 typedef struct {
@@ -625,7 +604,7 @@ static inline int64_t gather_nonzero(const float *s, const float *g, int64_t p0,
 static void map_select_work(void *arg, int tid, int nthreads) {
     map_select_ctx *c = (map_select_ctx *)arg;
     const int64_t hw = c->hw, n = c->batch * hw, k = c->k, g_bs = c->C * hw;
-    uint32_t *key = (uint32_t *)malloc(sizeof(uint32_t) * n), *scratch = (uint32_t *)malloc(sizeof(uint32_t) * n);
+    uint32_t *key = (uint32_t *)malloc(sizeof(uint32_t) * n), *scratch = (uint32_t *)malloc(sizeof(uint32_t) * 2 * n);
     int64_t *at = (int64_t *)malloc(sizeof(int64_t) * n);
     float *gv = (float *)malloc(sizeof(float) * n);
     uint32_t hist[2048];
@@ -663,8 +642,8 @@ static void map_select_work(void *arg, int tid, int nthreads) {
             }
         } else {
             /* a histogram of the top 11 bits of the keys (exponent and 3 mantissa bits) finds the bin that
-             * holds the k-th largest; only that bin's keys go to the quickselect, whose branches mispredict
-             * (measured: a quickselect over all 500 candidates of a conv1 map takes twice as long) */
+             * holds the k-th largest; only that bin's keys go to kth_largest (measured with the quickselect
+             * this used before: over all 500 candidates of a conv1 map it took twice as long) */
             memset(hist, 0, sizeof(hist));
             for (int64_t j = 0; j < count; j++) hist[key[j] >> 20]++;
             int64_t above = 0, bin = 2047;
@@ -674,8 +653,9 @@ static void map_select_work(void *arg, int tid, int nthreads) {
                 scratch[in_bin] = key[j];
                 in_bin += (key[j] >> 20) == (uint32_t)bin;
             }
-            const uint32_t kth = kth_largest(scratch, in_bin, k - above);
-            for (int64_t j = 0; j < in_bin; j++) above += scratch[j] > kth;
+            const uint32_t kth = kth_largest(scratch, scratch + n, in_bin, k - above);
+            above = 0; /* every key above the k-th, counted again: kth_largest leaves scratch in pieces */
+            for (int64_t j = 0; j < count; j++) above += key[j] > kth;
             int64_t ties = k - above; /* entries equal to the k-th kept: the lowest positions */
             for (int64_t j = 0; j < count && out < k; j++) {
                 if (key[j] > kth || (key[j] == kth && ties-- > 0)) {

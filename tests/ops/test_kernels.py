@@ -79,7 +79,7 @@ def test_compiled_ties_go_to_the_lower_index():
 def test_compiled_selection_is_the_order_larger_then_lower_index(n, k):
     """The k kept per row are those of a stable sort by descending |g| (ties to the lower index), ascending;
     rows with few distinct magnitudes, with all-zero rows, and rows of n not a multiple of k included (at 500,
-    from 66 to 500 candidates a row: kth_largest_bf's partition rounds on both sides of the pivot and its ranking)."""
+    from 66 to 500 candidates a row: kth_largest's partition rounds on both sides of the pivot and its ranking)."""
     if native.library() is None:
         pytest.skip("no C compiler")
     torch.manual_seed(n * 100 + k)
