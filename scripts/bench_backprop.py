@@ -19,6 +19,7 @@ largest speedup any meProp kernel could reach there; without its update, the bou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -29,7 +30,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import meprop_cli  # noqa: F401  (first: sets THP_MEM_ALLOC_ENABLE before torch allocates)
+import meprop_cli  # first: sets THP_MEM_ALLOC_ENABLE (and MEPROP_MALLOC) before torch allocates
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -248,8 +249,8 @@ class SyntheticParsingTask(Task):
 
 class FreeLinearProducts(torch.autograd.Function):
     """F.linear forward; a backward that computes no product: zero gradients, each written once as any dense
-    gradient is (dW and db fresh, for the optimizer's step; dx into memory kept from the last step, as
-    ops/buffers gives meProp's). A model on it times everything a linear backward cannot remove."""
+    gradient is (dW and db fresh, for the optimizer's step; dx one zero tensor kept across steps, as meProp's dx
+    keeps its memory through ops/buffers). A model on it times everything a linear backward cannot remove."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -265,15 +266,10 @@ class FreeLinearProducts(torch.autograd.Function):
                 torch.zeros(dy.shape[-1], **like) if needs_b else None)
 
 
-_KEPT_ZEROS: dict[tuple, torch.Tensor] = {}
-
-
+@functools.cache
 def kept_zeros(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """One zero tensor per shape, made once: the free backward's dx costs no allocation (nothing writes to it)."""
-    key = (tuple(shape), dtype, device)
-    if key not in _KEPT_ZEROS:
-        _KEPT_ZEROS[key] = torch.zeros(shape, dtype=dtype, device=device)
-    return _KEPT_ZEROS[key]
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 @contextmanager
