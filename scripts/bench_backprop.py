@@ -300,13 +300,39 @@ def linear_path(path: str) -> Iterator[None]:
             module.sparsified_linear = original
 
 
+class TorchBiLSTM(nn.Module):
+    """torch.nn.LSTM in place of a model's BiLSTM (nn/lstm.py), same sizes: torch's own dense LSTM over the same
+    packed, time-major tokens, for a baseline row that is not the project's code."""
+
+    def __init__(self, ours: nn.Module) -> None:
+        super().__init__()
+        sizes = {direction.hidden_size for pair in ours.layers for direction in pair}
+        if len(sizes) != 1:
+            raise ValueError(f"torch.nn.LSTM needs one hidden size for every layer, not {sorted(sizes)}")
+        dropout = ours.dropout.p if isinstance(ours.dropout, nn.Dropout) else 0.0
+        self.lstm = nn.LSTM(ours.layers[0][0].in_features, sizes.pop(), num_layers=len(ours.layers),
+                            dropout=dropout, bidirectional=True)
+        self.out_features = ours.out_features
+
+    def forward(self, x: torch.Tensor, packing: Any) -> torch.Tensor:
+        packed = nn.utils.rnn.PackedSequence(x, torch.as_tensor(packing.batch_sizes, dtype=torch.long))
+        return self.lstm(packed)[0].data
+
+
+def use_torch_lstm(model: nn.Module) -> None:
+    model.lstm = TorchBiLSTM(model.lstm)
+
+
 class Variant:
     """One model + optimizer trained step by step; times each phase of the trainer's step."""
 
-    def __init__(self, task: Task, method: Method, optim_cfg: Any, seed: int, path: str | None = None) -> None:
+    def __init__(self, task: Task, method: Method, optim_cfg: Any, seed: int, path: str | None = None,
+                 swap: Callable[[nn.Module], None] | None = None) -> None:
         torch.manual_seed(seed)
         self.path = path  # run under linear_path(path)
         self.task, self.model = task, task.build_model(method)
+        if swap is not None:  # a part of the model replaced (MODEL_SWAPS) before the optimizer sees its parameters
+            swap(self.model)
         self.model.train()
         self.optimizer = build_optimizer(optim_cfg, self.model)
         self.batches = self._forever(torch.Generator().manual_seed(seed))
@@ -355,7 +381,11 @@ FREE_UPDATE = "bound: ... and the update free"
 CNN_VARIANTS = (("baseline", ["method=baseline"], False, None),
                 ("meprop_cnn 5%", ["method=meprop_cnn", "topk_ratio=0.05"], False, None),
                 ("meprop_cnn 5%, decay 0.6", ["method=meprop_cnn", "topk_ratio=0.05", "decay=0.6"], False, None))
-VARIANTS = {"mnist_cnn": CNN_VARIANTS}
+# POS: torch's own LSTM (nn.LSTM over the packed tokens, the output layer on F.linear) is a dense path too.
+TORCH_LSTM = "baseline, torch.nn.LSTM"
+POS_VARIANTS = (*LINEAR_VARIANTS[:2], (TORCH_LSTM, ["method=baseline"], False, "torch"), *LINEAR_VARIANTS[2:])
+MODEL_SWAPS = {TORCH_LSTM: use_torch_lstm}
+VARIANTS = {"mnist_cnn": CNN_VARIANTS, "pos": POS_VARIANTS}
 
 
 def whole_step_tasks(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[list[str], bool], tuple[Task, Method, Any]]]]:
@@ -404,7 +434,7 @@ def bench_whole_step(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, make in whole_step_tasks(args):
         try:
-            runs = {label: Variant(*make(overrides, sparse), seed=1, path=path)
+            runs = {label: Variant(*make(overrides, sparse), seed=1, path=path, swap=MODEL_SWAPS.get(label))
                     for label, overrides, sparse, path in VARIANTS.get(name, LINEAR_VARIANTS)}
         except Exception as e:  # a task whose data is absent, or that is not built yet
             print(f"| {name} | skipped: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | | | | | |", flush=True)
