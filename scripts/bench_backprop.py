@@ -309,7 +309,8 @@ class TorchBiLSTM(nn.Module):
         sizes = {direction.hidden_size for pair in ours.layers for direction in pair}
         if len(sizes) != 1:
             raise ValueError(f"torch.nn.LSTM needs one hidden size for every layer, not {sorted(sizes)}")
-        dropout = ours.dropout.p if isinstance(ours.dropout, nn.Dropout) else 0.0
+        between = isinstance(ours.dropout, nn.Dropout) and len(ours.layers) > 1  # ours drops out between layers only
+        dropout = ours.dropout.p if between else 0.0
         self.lstm = nn.LSTM(ours.layers[0][0].in_features, sizes.pop(), num_layers=len(ours.layers),
                             dropout=dropout, bidirectional=True)
         self.out_features = ours.out_features
