@@ -15,6 +15,7 @@ variants interleaved. Tasks: mnist_mlp (real data under --data-root), a parsing-
 task in the registry whose data loads. The "bound" rows run the dense model with every linear backward
 free (zero gradients, each written once): the step no linear backward can beat with that optimizer, so the
 largest speedup any meProp kernel could reach there; without its update, the bound with any update.
+POS also has a baseline on torch.nn.LSTM (the tagger's BiLSTM swapped for torch's own LSTM).
 """
 from __future__ import annotations
 
