@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from meprop_cli.cli import config_dir
 from meprop_cli.config import register_configs
+from meprop_cli.nn.lstm import GATES, LSTMDirection
 from meprop_cli.ops import native
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,3 +90,14 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def copy_from_torch(direction: LSTMDirection, lstm: torch.nn.LSTM, suffix: str) -> None:
+    """Load torch.nn.LSTM's fused (4h, ·) weights gate by gate; its two biases add up to ours."""
+    w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
+    b = getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
+    with torch.no_grad():
+        for j in range(len(GATES)):  # torch.nn.LSTM's gate order
+            direction.weight_x[j].copy_(w_ih.chunk(4)[j])
+            direction.weight_h[j].copy_(w_hh.chunk(4)[j])
+            direction.bias[j].copy_(b.chunk(4)[j])

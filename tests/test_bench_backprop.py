@@ -4,7 +4,7 @@ import contextlib
 import pytest
 import torch
 
-from conftest import load_script
+from conftest import copy_from_torch, load_script
 from meprop_cli.results import read_benchmark
 from meprop_cli.table import build_synthetic
 
@@ -135,20 +135,13 @@ def test_whole_step_compares_meprop_cnn_on_the_cnn(bench, capsys, real_data):
 
 def test_the_torch_lstm_baseline_computes_the_bilstm_it_replaces(bench):
     """The POS row "baseline, torch.nn.LSTM" times torch's LSTM on the same function as the project's BiLSTM."""
-    from meprop_cli.nn.lstm import GATES, BiLSTM, Packing
+    from meprop_cli.nn.lstm import BiLSTM, Packing
 
     torch.manual_seed(0)
     ours, packing = BiLSTM(6, [4]), Packing.from_lengths([3, 2, 2])
     theirs = bench.TorchBiLSTM(ours)
-    with torch.no_grad():  # torch's fused (4h, ·) weights into our gates; its two biases add up to ours
-        for suffix, direction in zip(("", "_reverse"), ours.layers[0]):
-            lstm = theirs.lstm
-            w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
-            b = getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
-            for j in range(len(GATES)):
-                direction.weight_x[j].copy_(w_ih.chunk(4)[j])
-                direction.weight_h[j].copy_(w_hh.chunk(4)[j])
-                direction.bias[j].copy_(b.chunk(4)[j])
+    copy_from_torch(ours.layers[0][0], theirs.lstm, "")
+    copy_from_torch(ours.layers[0][1], theirs.lstm, "_reverse")
     x = torch.randn(7, 6)
     assert theirs.out_features == ours.out_features == 8
     torch.testing.assert_close(theirs(x, packing), ours(x, packing))

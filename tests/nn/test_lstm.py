@@ -6,21 +6,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from meprop_cli.nn.lstm import GATES, BiLSTM, LSTMDirection, Packing
+from conftest import copy_from_torch
+from meprop_cli.nn.lstm import BiLSTM, LSTMDirection, Packing
 from meprop_cli.ops import Sparsity
 
 LENGTHS = [6, 4, 4, 1]  # longest first; includes a one-token sequence
-
-
-def copy_from_torch(direction: LSTMDirection, lstm: nn.LSTM, suffix: str) -> None:
-    """Load torch.nn.LSTM's fused (4h, ·) weights gate by gate; its two biases add up to ours."""
-    w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
-    b = getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
-    with torch.no_grad():
-        for j in range(len(GATES)):
-            direction.weight_x[j].copy_(w_ih.chunk(4)[j])
-            direction.weight_h[j].copy_(w_hh.chunk(4)[j])
-            direction.bias[j].copy_(b.chunk(4)[j])
 
 
 def padded_input(in_features: int, seed: int = 0) -> torch.Tensor:
